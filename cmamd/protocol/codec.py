@@ -61,9 +61,10 @@ def payload_type_of(message: Message | type[Message]) -> int:
 
 def encode(message: Message, client_msg_id: str | None = None) -> bytes:
     """Serialise ``message`` inside a ``ProtoMessage``; raises if a required field is unset."""
-    envelope = common_pb2.ProtoMessage(
-        payloadType=payload_type_of(message), payload=message.SerializeToString()
-    )
+    envelope = common_pb2.ProtoMessage(payloadType=payload_type_of(message))
+    payload = message.SerializeToString()
+    if payload:  # an empty payload is left off, as on Spotware's wire (heartbeat = 08 33)
+        envelope.payload = payload
     if client_msg_id is not None:
         envelope.clientMsgId = client_msg_id
     return envelope.SerializeToString()
