@@ -1,0 +1,3 @@
+from cmamd.cli import main
+
+raise SystemExit(main())
