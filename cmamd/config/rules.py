@@ -7,7 +7,7 @@ checked by the top-level config model, which knows the accounts.
 from __future__ import annotations
 
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,19 +17,19 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class CopyMode(str, Enum):
+class CopyMode(StrEnum):
     ON = "on"
     CLOSE_ONLY = "close_only"  # closes, reductions, SL/TP and cancels only
     FROZEN = "frozen"  # nothing at all
 
 
-class Sides(str, Enum):
+class Sides(StrEnum):
     BOTH = "both"
     BUY = "buy"
     SELL = "sell"
 
 
-class VolumeMode(str, Enum):
+class VolumeMode(StrEnum):
     MULTIPLIER = "multiplier"  # follower lots = master lots x value
     FIXED_LOTS = "fixed_lots"  # follower lots = value
     BALANCE_RATIO = "balance_ratio"  # master lots x follower/master balance x value
@@ -49,27 +49,55 @@ class VolumeRule(StrictModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> VolumeRule:
-        if self.min_lots is not None and self.max_lots is not None and self.min_lots > self.max_lots:
+        if (
+            self.min_lots is not None
+            and self.max_lots is not None
+            and self.min_lots > self.max_lots
+        ):
             raise ValueError(f"min_lots ({self.min_lots}) is above max_lots ({self.max_lots})")
         if self.mode is VolumeMode.RISK_PERCENT and self.value > 100:
             raise ValueError("risk_percent value is a percentage of equity: at most 100")
         return self
 
 
+# Broker symbol names, compared exactly (surrounding blanks are stripped by StrictModel).
+SymbolName = Annotated[str, Field(min_length=1, max_length=100)]
+Affix = Annotated[str, Field(max_length=50)]
+
+
 class SymbolRule(StrictModel):
-    map: dict[str, str] = Field(default_factory=dict)  # master name -> follower name, first
-    strip_prefix: str = ""
-    strip_suffix: str = ""
-    add_prefix: str = ""
-    add_suffix: str = ""
-    include: list[str] = Field(default_factory=list)  # master names; empty = all
-    exclude: list[str] = Field(default_factory=list)
+    """Master symbol name -> follower symbol name; names are matched exactly, case included.
+
+    An explicit ``map`` entry wins; otherwise ``strip_prefix``/``strip_suffix`` come off the
+    master name (only when present) and ``add_prefix``/``add_suffix`` go on. include/exclude
+    select master names (exclude wins; empty include = every symbol).
+    """
+
+    map: dict[SymbolName, SymbolName] = Field(default_factory=dict)
+    strip_prefix: Affix = ""
+    strip_suffix: Affix = ""
+    add_prefix: Affix = ""
+    add_suffix: Affix = ""
+    include: list[SymbolName] = Field(default_factory=list)  # master names; empty = all
+    exclude: list[SymbolName] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _disjoint(self) -> SymbolRule:
+    def _consistent(self) -> SymbolRule:
         both = sorted(set(self.include) & set(self.exclude))
         if both:
             raise ValueError(f"symbols both included and excluded: {', '.join(both)}")
+        for name, listed in (("include", self.include), ("exclude", self.exclude)):
+            twice = sorted({symbol for symbol in listed if listed.count(symbol) > 1})
+            if twice:
+                raise ValueError(f"symbols listed twice in {name}: {', '.join(twice)}")
+        # a map entry that can never apply is a mistake worth stopping for
+        excluded = sorted(set(self.map) & set(self.exclude))
+        if excluded:
+            raise ValueError(f"symbols both mapped and excluded: {', '.join(excluded)}")
+        if self.include:
+            unused = sorted(set(self.map) - set(self.include))
+            if unused:
+                raise ValueError(f"mapped symbols missing from include: {', '.join(unused)}")
         return self
 
 
@@ -94,8 +122,9 @@ class Destination(StrictModel):
     copy_sl_tp: bool = True
     copy_pending: bool = True
     sides: Sides = Sides.BOTH
+    # a master trade older than this is not opened any more (.inf: no limit)
     max_delay_s: Annotated[float, Field(gt=0)] = 60.0
-    slippage_points: Annotated[int, Field(ge=0)] | None = None
+    slippage_points: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None  # int32 field
     mode: CopyMode = CopyMode.ON
     copy_existing: bool = False
     equity_stop: EquityStop | None = None
@@ -119,5 +148,3 @@ class CopyRule(StrictModel):
             if destination.account == self.source:
                 raise ValueError(f"account {self.source!r} copies to itself")
         return self
-
-
