@@ -1,0 +1,41 @@
+"""Fault injection settings: delayed replies, swallowed replies, rejected orders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Faults:
+    delay_s: float = 0.0
+    delay_types: frozenset[int] | None = None
+    swallow_left: int = 0
+    swallow_types: frozenset[int] | None = None
+    reject_left: int = 0
+    reject_code: str = "TRADING_DISABLED"
+    reject_account: int | None = None
+
+    def delay_for(self, payload_type: int) -> float:
+        if self.delay_s <= 0:
+            return 0.0
+        if self.delay_types is not None and payload_type not in self.delay_types:
+            return 0.0
+        return self.delay_s
+
+    def take_swallow(self, payload_type: int) -> bool:
+        """Whether the replies to this request are dropped (counts down the budget)."""
+        if self.swallow_left <= 0:
+            return False
+        if self.swallow_types is not None and payload_type not in self.swallow_types:
+            return False
+        self.swallow_left -= 1
+        return True
+
+    def take_reject(self, account_id: int) -> str | None:
+        """The error code to refuse this new order with, if a rejection is pending."""
+        if self.reject_left <= 0:
+            return None
+        if self.reject_account is not None and account_id != self.reject_account:
+            return None
+        self.reject_left -= 1
+        return self.reject_code
