@@ -1,0 +1,1 @@
+"""Copy logic (pure): labels, links, intents, symbol mapping, sizing, the planner."""

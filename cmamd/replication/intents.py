@@ -1,0 +1,147 @@
+"""What the planner asks the executor to do on a follower account: one intent = one request.
+
+Prices are real prices already rounded to the follower symbol's digits; volumes are in cents
+and valid for the follower symbol; relative stop distances are integers in 1/100000 of a
+price unit (FACTS §5-6). ``reduces_risk`` lets the executor send closes, cancels and
+protection changes before anything that adds exposure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cmamd.accounts.model import OrderKind, Side
+from cmamd.replication.links import Link
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Why an item is not copied (a decision, not an error)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    """A market order; with ``slippage_points`` a market-range order around ``base_price``."""
+
+    follower_account_id: int
+    key: str
+    symbol_id: int
+    side: Side
+    volume: int
+    relative_stop_loss: int | None
+    relative_take_profit: int | None
+    label: str
+    client_order_id: str
+    slippage_points: int | None = None
+    base_price: float | None = None
+
+    @property
+    def reduces_risk(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePosition:
+    follower_account_id: int
+    key: str
+    position_id: int
+    volume: int  # the whole position or a part of it
+
+    @property
+    def reduces_risk(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class AmendPositionProtection:
+    """Set both levels: the server CLEARS a level left out of the request."""
+
+    follower_account_id: int
+    key: str
+    position_id: int
+    stop_loss: float | None
+    take_profit: float | None
+
+    @property
+    def reduces_risk(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PlacePendingOrder:
+    follower_account_id: int
+    key: str
+    symbol_id: int
+    side: Side
+    kind: OrderKind  # LIMIT or STOP
+    volume: int
+    price: float  # limit price for LIMIT, stop price for STOP
+    stop_loss: float | None
+    take_profit: float | None
+    expiration_ms: int | None
+    label: str
+    client_order_id: str
+
+    @property
+    def reduces_risk(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class AmendPendingOrder:
+    """Every field is the desired value (the request replaces them all)."""
+
+    follower_account_id: int
+    key: str
+    order_id: int
+    kind: OrderKind  # of the order being amended: says whether price is a limit or stop price
+    volume: int
+    price: float
+    stop_loss: float | None
+    take_profit: float | None
+    expiration_ms: int | None
+
+    @property
+    def reduces_risk(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelPendingOrder:
+    follower_account_id: int
+    key: str
+    order_id: int
+
+    @property
+    def reduces_risk(self) -> bool:
+        return True
+
+
+Intent = (
+    OpenPosition
+    | ClosePosition
+    | AmendPositionProtection
+    | PlacePendingOrder
+    | AmendPendingOrder
+    | CancelPendingOrder
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPlan:
+    """What to do for one master item key on one follower.
+
+    ``link`` is the record to persist BEFORE sending ``intents`` (None: the stored link, if
+    any, stays as it is). ``notes`` are human reasons for what was (not) decided.
+    """
+
+    key: str
+    intents: list[Intent] = field(default_factory=list)
+    link: Link | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.intents and self.link is None and not self.notes

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from cmamd.replication.labels import (
+    CLIENT_ORDER_ID_MAX,
+    LABEL_MAX,
+    client_order_id,
+    is_order_key,
+    is_position_key,
+    label,
+    order_key,
+    parse_client_order_id,
+    parse_key,
+    parse_label,
+    position_key,
+)
+
+BIGGEST = 2**63 - 1
+
+
+def test_keys_name_positions_and_orders() -> None:
+    assert position_key(123) == "p123"
+    assert order_key(45) == "o45"
+    assert parse_key("p123") == ("p", 123)
+    assert parse_key("o45") == ("o", 45)
+    assert is_position_key("p1") and not is_position_key("o1")
+    assert is_order_key("o1") and not is_order_key("p1")
+
+
+@pytest.mark.parametrize("text", ["", "p", "x1", "P1", "p01", "p-1", "p1.0", " p1", f"p{2**63}"])
+def test_anything_else_is_not_a_key(text: str) -> None:
+    assert parse_key(text) is None
+
+
+@pytest.mark.parametrize("key", ["p1", "o987654321", f"p{BIGGEST}"])
+def test_labels_round_trip(key: str) -> None:
+    text = label(44556677, key)
+    assert text == f"cm:44556677:{key}"
+    assert parse_label(text) == (44556677, key)
+
+
+def test_label_fits_the_protocol_limit_for_the_largest_ids() -> None:
+    assert len(label(BIGGEST, f"o{BIGGEST}")) <= LABEL_MAX
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "my manual trade",
+        "cm:",
+        "cm:1",
+        "cm:1:",
+        "cm:abc:p1",
+        "cm:1:x1",
+        "cm:01:p1",  # two spellings of one id would make two copies look like different items
+        "cm:1:p01",
+        "CM:1:p1",
+        "cm:1:p1 ",
+        "cm:1:p1:extra",
+        "xcm:1:p1",
+        f"cm:{2**63}:p1",
+        f"cm:1:p{2**63}",
+    ],
+)
+def test_labels_not_made_by_cmamd_are_ignored(text: str) -> None:
+    assert parse_label(text) is None
+
+
+def test_label_refuses_what_it_could_not_parse_back() -> None:
+    with pytest.raises(ValueError):
+        label(1, "q1")
+    with pytest.raises(ValueError):
+        label(-1, "p1")
+
+
+def test_client_order_ids_are_deterministic_short_and_parse_back() -> None:
+    first = client_order_id(44556677, "p123", 1)
+    assert first == client_order_id(44556677, "p123", 1) == "cm1-44556677-p123"
+    assert client_order_id(44556677, "p123", 2) != first
+    assert parse_client_order_id(first) == (44556677, "p123", 1)
+    longest = client_order_id(BIGGEST, f"o{BIGGEST}", 9_999_999)
+    assert len(longest) <= CLIENT_ORDER_ID_MAX
+    assert parse_client_order_id(longest) == (BIGGEST, f"o{BIGGEST}", 9_999_999)
+
+
+def test_client_order_id_rejects_bad_input_and_foreign_ids() -> None:
+    with pytest.raises(ValueError):
+        client_order_id(1, "p1", 0)
+    with pytest.raises(ValueError):
+        client_order_id(1, "nope", 1)
+    with pytest.raises(ValueError):
+        client_order_id(BIGGEST, f"o{BIGGEST}", 10**9)  # would exceed 50 characters
+    for text in ["", "cm0-1-p1", "cm1-1-q1", "order-42", "cm1-01-p1"]:
+        assert parse_client_order_id(text) is None
