@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"
 
@@ -20,7 +20,7 @@ class Side(str, Enum):
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
-class OrderKind(str, Enum):
+class OrderKind(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
     STOP = "stop"
@@ -28,7 +28,7 @@ class OrderKind(str, Enum):
     MARKET_RANGE = "market_range"
 
 
-class AccountKind(str, Enum):
+class AccountKind(StrEnum):
     HEDGED = "hedged"
     NETTED = "netted"
     SPREAD_BETTING = "spread_betting"

@@ -18,7 +18,7 @@ def price_from_points(points: int) -> float:
 
 
 def price_to_points(price: float) -> int:
-    return int(round(price * PRICE_SCALE))
+    return round(price * PRICE_SCALE)
 
 
 def round_price(price: float, digits: int) -> float:

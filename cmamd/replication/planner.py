@@ -104,8 +104,11 @@ def origins_for(
         if pid and order.kind not in MARKET_KINDS and pid not in master.positions:
             origins[position_key(pid)] = order_key(order.order_id)
     links = list(links)
+    open_keys = {position_key(pid) for pid in master.positions}
     for link in links:
-        if link.fill_key is not None and is_order_key(link.key):
+        # A fill_key is the position the order *would* fill into; it is an origin only once
+        # that position exists: a cancelled or expired order handed nothing over.
+        if link.fill_key in open_keys and is_order_key(link.key):
             origins[link.fill_key] = link.key
     for link in links:
         if link.origin_key is not None and is_position_key(link.key):

@@ -383,6 +383,14 @@ class StateStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def meta_items(self, prefix: str) -> dict[str, str]:
+        """Every meta entry whose key starts with ``prefix`` (keys returned whole)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._conn.execute(
+            "SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\'", (escaped + "%",)
+        ).fetchall()
+        return {str(key): str(value) for key, value in rows}
+
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as conn:
             conn.execute(

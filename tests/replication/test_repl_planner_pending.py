@@ -186,9 +186,10 @@ def test_a_master_cancelled_after_the_follower_filled_closes_that_fill() -> None
     links = {"o3": order_link(fill_key="p5")}
     f = follower(copy_of("o3", 50, LOT))
     broker = Broker(f)
-    assert "p5" in keys_for(tgt, master(), f, links)
+    # p5 never opened on the master: the order's own key closes what its copy became
+    assert "o3" in keys_for(tgt, master(), f, links)
     plans = converge(tgt, master(), broker, links)
-    assert intents_of(plans) == [ClosePosition(F, "p5", 50, LOT)]
+    assert intents_of(plans) == [ClosePosition(F, "o3", 50, LOT)]
     assert broker.state.positions == {}
     assert intents_of(converge(tgt, master(), broker, links)) == []
 
@@ -268,9 +269,12 @@ def test_liquidate_cancels_pending_copies() -> None:
 
 
 def test_origins_for_merges_every_source_strongest_last() -> None:
-    m = master(order(3, LOT, position_id=5), order(4, LOT, position_id=1), position(1, LOT))
+    m = master(
+        order(3, LOT, position_id=5), order(4, LOT, position_id=1), position(1, LOT), position(8, LOT)
+    )
     links = [
         order_link(key="o7", fill_key="p8"),
+        order_link(key="o12", fill_key="p13"),  # p13 never opened: o12 was cancelled
         Link("main", 1001, F, "p9", LinkStatus.OPEN, origin_key="o6"),
     ]
     origins = origins_for(m, links, {"p10": "o11"})

@@ -1,0 +1,430 @@
+"""One account on a shared connection: authorised, its state cached and kept current.
+
+Start-up order: account auth, trader info, asset and symbol catalogue with full symbol
+details, reconcile (open positions and pending orders); only then is the account ready,
+so the copy path never has to ask the server anything but the trade itself.
+Execution and trader events keep the state current and are reported as changed item keys
+("p<positionId>", "o<orderId>") to whoever replicates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from cmamd.accounts import convert
+from cmamd.accounts.model import AccountState, Quote, SymbolSpec
+from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
+from cmamd.connection.client import OpenApiConnection, refresh_tokens
+from cmamd.connection.ratelimit import Priority
+from cmamd.logs import get_logger
+from cmamd.protocol import units
+from cmamd.protocol.codec import Envelope
+from cmamd.protocol.errors import OpenApiError
+from cmamd.protocol.proto import messages_pb2 as pb
+from cmamd.protocol.proto import model_pb2
+
+SYMBOL_DETAIL_BATCH = 200
+RECENT_ORDER_EVENTS = 512
+TERMINAL_EXECUTIONS = frozenset(
+    {
+        model_pb2.ORDER_FILLED,
+        model_pb2.ORDER_CANCELLED,
+        model_pb2.ORDER_EXPIRED,
+        model_pb2.ORDER_REJECTED,
+        model_pb2.ORDER_REPLACED,
+        model_pb2.ORDER_CANCEL_REJECTED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    """What changed on an account: item keys, and facts the copy logic needs."""
+
+    account_id: int
+    keys: frozenset[str]
+    received_at: float  # time.monotonic() when the event arrived
+    origins: dict[str, str] = field(default_factory=dict)  # "p<pos>" -> "o<order>" that opened it
+    resync: bool = False  # a full reconcile: every key may have changed
+
+
+ChangeListener = Callable[[AccountChange], None]
+
+
+class AccountSession:
+    def __init__(
+        self,
+        *,
+        name: str,
+        account_id: int,
+        is_live: bool,
+        connection: OpenApiConnection,
+        tokens: TokenKeeper,
+        on_change: ChangeListener,
+        pnl_interval_s: float | None = None,
+    ) -> None:
+        self.name = name
+        self.account_id = account_id
+        self.is_live = is_live
+        self.connection = connection
+        self.state = AccountState(account_id)
+        self.status = "new"
+        self.error: str | None = None
+        self.ready = asyncio.Event()
+        self.quotes: dict[int, Quote] = {}
+        self._tokens = tokens
+        self._on_change = on_change
+        self._pnl_interval_s = pnl_interval_s
+        self._asset_names: dict[int, str] = {}
+        self._quote_assets: dict[int, int] = {}
+        self._recent_orders: OrderedDict[int, int] = OrderedDict()
+        self._order_waiters: dict[int, list[tuple[frozenset[int], asyncio.Future[int]]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._resync_lock = asyncio.Lock()
+        self._recovery: asyncio.Task[Any] | None = None
+        self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
+
+    # lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Authorise and load everything; on failure the session stays failed and says why."""
+        self.status = "starting"
+        self.connection.add_listener(self._on_envelope)
+        self.connection.add_session_hook(self._reauthorise_hook)
+        try:
+            await self._authorise()
+            await self._load_catalogue()
+            if self._pnl_interval_s:
+                await self._refresh_pnl()
+            await self.resync()
+        except (TimeoutError, OpenApiError, TokenError) as exc:
+            self._fail(str(exc))
+            return
+        if self._pnl_interval_s:
+            self._spawn(self._refresh_pnl_forever(self._pnl_interval_s))
+
+    async def stop(self, *, logout: bool = False) -> None:
+        self.connection.remove_listener(self._on_envelope)
+        self.connection.remove_session_hook(self._reauthorise_hook)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if logout and self.connection.is_ready:
+            try:
+                await self.connection.request(
+                    pb.ProtoOAAccountLogoutReq(ctidTraderAccountId=self.account_id),
+                    priority=Priority.SESSION,
+                    timeout=5,
+                )
+            except Exception as exc:  # leaving anyway; the server drops it with the socket
+                self._log.warning("logout failed", error=str(exc))
+        self.status = "stopped"
+        self.ready.clear()
+
+    async def resync(self) -> None:
+        """Replace positions and orders with the server's view (reconcile)."""
+        async with self._resync_lock:
+            res = await self.connection.request(
+                pb.ProtoOAReconcileReq(ctidTraderAccountId=self.account_id),
+                priority=Priority.QUERY,
+                account_id=self.account_id,
+            )
+            assert isinstance(res, pb.ProtoOAReconcileRes)
+            positions = {p.positionId: convert.position(p) for p in res.position}
+            orders = {
+                o.orderId: convert.pending_order(o) for o in res.order if convert.is_resting(o)
+            }
+            touched = (
+                {f"p{i}" for i in positions}
+                | {f"p{i}" for i in self.state.positions}
+                | {f"o{i}" for i in orders}
+                | {f"o{i}" for i in self.state.orders}
+            )
+            self.state.positions = positions
+            self.state.orders = orders
+            self.status = "ready"
+            self.error = None
+            self.ready.set()
+            self._log.info("reconciled", positions=len(positions), orders=len(orders))
+            self._emit(touched, resync=True)
+
+    # queries the copy path relies on (all from cache) --------------------------------
+    def symbol(self, name: str) -> SymbolSpec | None:
+        return self.state.symbols_by_name.get(name)
+
+    def quote_to_deposit(self, spec: SymbolSpec) -> Decimal | None:
+        """Rate from the symbol's quote currency to the deposit currency, if known."""
+        trader = self.state.trader
+        quote_asset = self._quote_assets.get(spec.symbol_id)
+        if trader is None or quote_asset is None:
+            return None
+        quote_name = self._asset_names.get(quote_asset, "")
+        if quote_name and quote_name == trader.deposit_asset:
+            return Decimal(1)
+        for pair, invert in (
+            (quote_name + trader.deposit_asset, False),
+            (trader.deposit_asset + quote_name, True),
+        ):
+            other = self.state.symbols_by_name.get(pair)
+            quote = self.quotes.get(other.symbol_id) if other else None
+            if quote and quote.bid > 0:
+                mid = Decimal(repr((quote.bid + quote.ask) / 2))
+                return 1 / mid if invert else mid
+        return None
+
+    async def wait_for_order(self, order_id: int, outcomes: Iterable[int], timeout: float) -> int:
+        """Wait for an execution event of ``order_id`` whose type is in ``outcomes``."""
+        wanted = frozenset(outcomes)
+        seen = self._recent_orders.get(order_id)
+        if seen in wanted:
+            return seen
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._order_waiters.setdefault(order_id, []).append((wanted, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            waiters = self._order_waiters.get(order_id, [])
+            waiters[:] = [w for w in waiters if w[1] is not future]
+            if not waiters:
+                self._order_waiters.pop(order_id, None)
+
+    # auth ----------------------------------------------------------------------------
+    async def _authorise(self) -> None:
+        if self._tokens.needs_refresh(self.account_id):
+            await self._refresh_tokens()
+        try:
+            await self._account_auth()
+        except OpenApiError as exc:
+            if exc.code not in {"CH_ACCESS_TOKEN_INVALID", "OA_AUTH_TOKEN_EXPIRED"}:
+                raise
+            self._log.warning("access token refused, refreshing", code=exc.code)
+            await self._refresh_tokens()
+            await self._account_auth()
+
+    async def _account_auth(self) -> None:
+        token = self._tokens.current(self.account_id).access_token
+        try:
+            await self.connection.request(
+                pb.ProtoOAAccountAuthReq(ctidTraderAccountId=self.account_id, accessToken=token),
+                priority=Priority.SESSION,
+            )
+        except OpenApiError as exc:
+            if exc.code != "ALREADY_LOGGED_IN":  # already authorised: the goal is reached
+                raise
+        self._log.info("account authorised")
+
+    async def _refresh_tokens(self) -> None:
+        async def refresher(refresh_token: str) -> NewTokens:
+            pair = await refresh_tokens(self.connection, refresh_token)
+            return NewTokens(pair.access_token, pair.refresh_token, pair.expires_in_s)
+
+        await self._tokens.refresh(self.account_id, refresher)
+
+    async def _reauthorise_hook(self, _connection: OpenApiConnection) -> None:
+        # Runs inside the connection's reconnect, before queued requests are released.
+        self.ready.clear()
+        self.status = "reauthorising"
+        try:
+            await self._account_auth()
+        except (OpenApiError, TokenError) as exc:
+            self._start_recovery(f"re-auth after reconnect failed: {exc}")
+            return
+        self._spawn(self._resync_logged())
+
+    def _start_recovery(self, reason: str) -> None:
+        # One recovery at a time: a token rotation sends several events for one cause.
+        if self._recovery is None or self._recovery.done():
+            self._recovery = self._spawn(self._recover(reason))
+
+    async def _recover(self, reason: str) -> None:
+        """Re-authorise after the server dropped the account (token rotation, logout)."""
+        self.ready.clear()
+        self.status = "reauthorising"
+        self._log.warning("account session lost, re-authorising", reason=reason)
+        delay = 1.0
+        while True:
+            try:
+                await self._authorise()
+                await self.resync()
+                return
+            except (TimeoutError, OpenApiError, TokenError) as exc:
+                if isinstance(exc, TokenError) or (
+                    isinstance(exc, OpenApiError) and exc.code == "CH_ACCESS_TOKEN_INVALID"
+                ):
+                    self._fail(f"cannot re-authorise: {exc}")
+                    return
+                self._log.warning("re-authorisation failed, retrying", error=str(exc), in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def _resync_logged(self) -> None:
+        try:
+            await self.resync()
+        except Exception as exc:
+            self._log.error("reconcile after reconnect failed", error=str(exc))
+            await self._recover(f"reconcile failed: {exc}")
+
+    # catalogue -----------------------------------------------------------------------
+    async def _load_catalogue(self) -> None:
+        request = self.connection.request
+        trader_res = await request(
+            pb.ProtoOATraderReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
+        )
+        assets = await request(
+            pb.ProtoOAAssetListReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
+        )
+        self._asset_names = {a.assetId: a.name for a in assets.asset}
+        self._set_trader(trader_res.trader)
+        light = await request(
+            pb.ProtoOASymbolsListReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
+        )
+        names = {s.symbolId: s.symbolName for s in light.symbol}
+        self._quote_assets = {s.symbolId: s.quoteAssetId for s in light.symbol}
+        ids = sorted(names)
+        by_id: dict[int, SymbolSpec] = {}
+        for start in range(0, len(ids), SYMBOL_DETAIL_BATCH):
+            details = await request(
+                pb.ProtoOASymbolByIdReq(
+                    ctidTraderAccountId=self.account_id,
+                    symbolId=ids[start : start + SYMBOL_DETAIL_BATCH],
+                ),
+                priority=Priority.QUERY,
+            )
+            for symbol in details.symbol:
+                by_id[symbol.symbolId] = convert.symbol_spec(symbol, names[symbol.symbolId])
+        self.state.symbols_by_id = by_id
+        self.state.symbols_by_name = {spec.name: spec for spec in by_id.values()}
+        self._log.info("catalogue loaded", symbols=len(by_id), kind=self.state.trader.kind.value)
+
+    def _set_trader(self, trader: model_pb2.ProtoOATrader) -> None:
+        info = convert.trader_info(trader, is_live=self.is_live)
+        deposit = self._asset_names.get(trader.depositAssetId, "")
+        self.state.trader = replace(info, deposit_asset=deposit)
+
+    async def _refresh_pnl(self) -> None:
+        res = await self.connection.request(
+            pb.ProtoOAGetPositionUnrealizedPnLReq(ctidTraderAccountId=self.account_id),
+            priority=Priority.BACKGROUND,
+        )
+        digits = res.moneyDigits if res.HasField("moneyDigits") else 2
+        total = sum(p.netUnrealizedPnL for p in res.positionUnrealizedPnL)
+        self.state.unrealized_pnl = units.money(total, digits)
+
+    async def _refresh_pnl_forever(self, interval_s: float) -> None:
+        # Equity (balance + unrealised P&L) feeds equity sizing and equity stops; it is kept
+        # current here, off the copy path, which must never wait for a request of its own.
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self.ready.is_set():
+                continue
+            try:
+                await self._refresh_pnl()
+            except Exception as exc:
+                self._log.warning("unrealised P&L refresh failed", error=str(exc))
+
+    # events --------------------------------------------------------------------------
+    def _on_envelope(self, envelope: Envelope) -> None:
+        message = envelope.message
+        if isinstance(message, pb.ProtoOAAccountsTokenInvalidatedEvent):
+            if self.account_id in message.ctidTraderAccountIds:
+                self._start_recovery(f"token invalidated: {message.reason}")
+            return
+        if getattr(message, "ctidTraderAccountId", None) != self.account_id:
+            return
+        if isinstance(message, pb.ProtoOAExecutionEvent):
+            self._on_execution(message)
+        elif isinstance(message, pb.ProtoOATraderUpdatedEvent):
+            self._set_trader(message.trader)
+        elif isinstance(message, pb.ProtoOASpotEvent):
+            self._on_spot(message)
+        elif isinstance(message, pb.ProtoOAAccountDisconnectEvent):
+            self._start_recovery("account disconnected by the server")
+
+    def _on_execution(self, event: pb.ProtoOAExecutionEvent) -> None:
+        keys: set[str] = set()
+        origins: dict[str, str] = {}
+        if event.HasField("position"):
+            pos = event.position
+            key = f"p{pos.positionId}"
+            if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN:
+                self.state.positions[pos.positionId] = convert.position(pos)
+                keys.add(key)
+            elif pos.positionStatus in (
+                model_pb2.POSITION_STATUS_CLOSED,
+                model_pb2.POSITION_STATUS_ERROR,
+            ):
+                self.state.positions.pop(pos.positionId, None)
+                keys.add(key)
+        if event.HasField("order"):
+            order = event.order
+            key = f"o{order.orderId}"
+            if convert.is_resting(order):
+                self.state.orders[order.orderId] = convert.pending_order(order)
+                keys.add(key)
+            elif self.state.orders.pop(order.orderId, None) is not None:
+                keys.add(key)
+            if (
+                event.executionType == model_pb2.ORDER_FILLED
+                and order.orderType in convert.PENDING_KINDS
+                and event.HasField("position")
+            ):
+                origins[f"p{event.position.positionId}"] = key
+            self._note_order_event(order.orderId, event.executionType)
+        if event.HasField("deal") and event.deal.HasField("closePositionDetail"):
+            detail = event.deal.closePositionDetail
+            trader = self.state.trader
+            if trader is not None:
+                digits = (
+                    detail.moneyDigits if detail.HasField("moneyDigits") else trader.money_digits
+                )
+                self.state.trader = replace(trader, balance=units.money(detail.balance, digits))
+        if keys:
+            self._emit(keys, origins=origins)
+
+    def _note_order_event(self, order_id: int, execution_type: int) -> None:
+        self._recent_orders[order_id] = execution_type
+        self._recent_orders.move_to_end(order_id)
+        while len(self._recent_orders) > RECENT_ORDER_EVENTS:
+            self._recent_orders.popitem(last=False)
+        for wanted, future in self._order_waiters.get(order_id, []):
+            if execution_type in wanted and not future.done():
+                future.set_result(execution_type)
+
+    def _on_spot(self, spot: pb.ProtoOASpotEvent) -> None:
+        old = self.quotes.get(spot.symbolId)
+        bid = (
+            units.price_from_points(spot.bid) if spot.HasField("bid") else (old.bid if old else 0.0)
+        )
+        ask = (
+            units.price_from_points(spot.ask) if spot.HasField("ask") else (old.ask if old else 0.0)
+        )
+        self.quotes[spot.symbolId] = Quote(bid, ask)
+
+    def _emit(
+        self, keys: Iterable[str], *, origins: dict[str, str] | None = None, resync: bool = False
+    ) -> None:
+        change = AccountChange(
+            self.account_id, frozenset(keys), time.monotonic(), origins or {}, resync
+        )
+        try:
+            self._on_change(change)
+        except Exception:
+            self._log.exception("change listener failed")
+
+    # helpers -------------------------------------------------------------------------
+    def _fail(self, reason: str) -> None:
+        self.status = "failed"
+        self.error = reason
+        self.ready.clear()
+        self._log.error("account unavailable", reason=reason)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

@@ -1,0 +1,97 @@
+"""Access tokens per account, refreshed before they expire, persisted before they are used.
+
+A refresh token is single-use and one token pair usually authorises every account of a
+cTID, so accounts holding the same refresh token form one group: a refresh is done once
+per group, under a lock, and the new pair is written to the store for every account of the
+group in one transaction before anything uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cmamd.logs import get_logger, register_secret
+from cmamd.state.store import StateStore, StoredTokens
+
+log = get_logger("cmamd.accounts.tokens")
+
+REFRESH_MARGIN_MS = 24 * 3600 * 1000
+"""Refresh a day before expiry: tokens live ~30 days, and a day survives long outages."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTokens:
+    access_token: str
+    refresh_token: str
+    expires_in_s: int
+
+
+Refresher = Callable[[str], Awaitable[NewTokens]]
+
+
+class TokenError(Exception):
+    """No usable token for an account (never authorised, or its refresh token was refused)."""
+
+
+class TokenKeeper:
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def seed(self, account_id: int, access_token: str | None, refresh_token: str | None) -> None:
+        """Bootstrap tokens from the config, used only when the store has none yet."""
+        if self._store.get_tokens(account_id) is not None or not access_token:
+            return
+        self._store.put_tokens(
+            account_id,
+            StoredTokens(access_token, refresh_token or "", None, self._now_ms()),
+        )
+
+    def current(self, account_id: int) -> StoredTokens:
+        tokens = self._store.get_tokens(account_id)
+        if tokens is None:
+            raise TokenError(
+                f"account {account_id} has no token: run `cmamd auth` or set "
+                "access_token/refresh_token for it in the config"
+            )
+        register_secret(tokens.access_token)
+        register_secret(tokens.refresh_token)
+        return tokens
+
+    def needs_refresh(self, account_id: int) -> bool:
+        tokens = self.current(account_id)
+        return (
+            tokens.expires_at_ms is not None
+            and tokens.expires_at_ms - self._now_ms() < REFRESH_MARGIN_MS
+        )
+
+    async def refresh(self, account_id: int, refresher: Refresher) -> StoredTokens:
+        """Rotate the pair of ``account_id``'s group; a group refreshes once at a time."""
+        before = self.current(account_id)
+        lock = self._locks.setdefault(before.refresh_token, asyncio.Lock())
+        async with lock:
+            latest = self.current(account_id)
+            if latest.refresh_token != before.refresh_token:
+                return latest  # another account of the group rotated it meanwhile
+            if not latest.refresh_token:
+                raise TokenError(f"account {account_id} has no refresh token")
+            group = self._store.accounts_with_refresh_token(latest.refresh_token)
+            fresh = await refresher(latest.refresh_token)
+            register_secret(fresh.access_token)
+            register_secret(fresh.refresh_token)
+            stored = StoredTokens(
+                fresh.access_token,
+                fresh.refresh_token,
+                self._now_ms() + fresh.expires_in_s * 1000,
+                self._now_ms(),
+            )
+            self._store.put_tokens_many({acc: stored for acc in {account_id, *group}})
+            log.info("tokens refreshed", accounts=sorted({account_id, *group}))
+            return stored
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)

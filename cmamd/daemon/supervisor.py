@@ -1,0 +1,387 @@
+"""The daemon's lifecycle: start-up, main loop, SIGHUP reload, graceful shutdown.
+
+start-up   load config -> logging -> state store -> connections and account sessions
+           (concurrently; a broken account never stops the others) -> replicator
+           -> READY=1 once every account is ready or has visibly failed
+main loop  signals: HUP reloads, TERM/INT stop; STATUS= and equity stops every few s;
+           WATCHDOG=1 from a coroutine on the loop
+reload     RELOADING=1 -> load and validate the new file; invalid: keep everything;
+           valid: apply only the difference -> READY=1
+shutdown   STOPPING=1 -> stop taking master events -> drain the queue (bounded) ->
+           stop sessions, close sockets, close the store -> exit 0
+           a second TERM/INT exits at once
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from cmamd.accounts.session import AccountSession
+from cmamd.accounts.tokens import TokenKeeper
+from cmamd.config.diff import diff_configs, fingerprint_of
+from cmamd.config.loader import ConfigError, load_config
+from cmamd.config.models import AccountConfig, Config
+from cmamd.config.rules import VolumeMode
+from cmamd.daemon import reload_status
+from cmamd.daemon.notify import SystemdNotifier, run_watchdog
+from cmamd.daemon.pool import ConnectionPool
+from cmamd.logs import configure_logging, get_logger, register_secret
+from cmamd.replication.executor import CopyReport, Destination, Replicator
+from cmamd.replication.planner import CopyTarget
+from cmamd.state.store import StateStore
+
+log = get_logger("cmamd.daemon")
+
+EX_CONFIG = 78  # sysexits: the unit's RestartPreventExitStatus keeps systemd from looping
+STATUS_INTERVAL_S = 5.0
+PNL_INTERVAL_S = 15.0
+ACCOUNT_START_TIMEOUT_S = 120.0
+EQUITY_MODES = {VolumeMode.EQUITY_RATIO, VolumeMode.RISK_PERCENT}
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        environ: Mapping[str, str] | None = None,
+        notifier: SystemdNotifier | None = None,
+        on_report: Callable[[CopyReport], None] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self._environ = dict(os.environ if environ is None else environ)
+        self.notifier = notifier or SystemdNotifier(env=self._environ)
+        self._on_report = on_report
+        self.config: Config | None = None
+        self.store: StateStore | None = None
+        self.pool: ConnectionPool | None = None
+        self.replicator: Replicator | None = None
+        self.sessions: dict[str, AccountSession] = {}
+        self._signals: asyncio.Queue[int] = asyncio.Queue()
+        self._stopping = False
+        self.started = asyncio.Event()
+
+    # entry ---------------------------------------------------------------------------
+    async def run(self) -> int:
+        try:
+            config = load_config(self.config_path, environ=self._environ)
+        except ConfigError as exc:
+            configure_logging("info", "auto")
+            log.error(
+                "invalid configuration", path=str(self.config_path), problems=str(exc).splitlines()
+            )
+            return EX_CONFIG
+        self.config = config
+        configure_logging(
+            config.logging.level, config.logging.format, secrets=config.secret_values()
+        )
+        try:
+            self.store = StateStore.open(config.state_dir)
+        except Exception as exc:
+            log.error(
+                "cannot open the state store", state_dir=str(config.state_dir), error=str(exc)
+            )
+            return EX_CONFIG if isinstance(exc, PermissionError) else 1
+        self._install_signals()
+        watchdog_stop = asyncio.Event()
+        watchdog = asyncio.create_task(run_watchdog(self.notifier, watchdog_stop))
+        try:
+            await self._start(config)
+            await self._main_loop()
+        finally:
+            await self._shutdown()
+            watchdog_stop.set()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            self._remove_signals()
+        return 0
+
+    def request_stop(self) -> None:
+        self._signals.put_nowait(signal.SIGTERM)
+
+    # start-up --------------------------------------------------------------------------
+    async def _start(self, config: Config) -> None:
+        assert self.store is not None
+        log.info("starting", accounts=len(config.enabled_accounts), rules=len(config.copy_rules))
+        self.pool = ConnectionPool(config.api)
+        self.tokens = TokenKeeper(self.store)
+        self.replicator = Replicator(self.store, self.sessions, on_report=self._on_report)
+        self.replicator.start()
+        await self._start_accounts(config, config.enabled_accounts)
+        self.replicator.settle_open_intents()
+        self.replicator.set_destinations(self._destinations(config))
+        self.notifier.ready()
+        self._update_status()
+        self.started.set()
+        log.info("ready", **self._counts())
+
+    async def _start_accounts(self, config: Config, accounts: list[AccountConfig]) -> None:
+        equity_accounts = self._accounts_needing_equity(config)
+        for account in accounts:
+            self.tokens.seed(
+                account.account_id,
+                _secret(account.initial_access_token),
+                _secret(account.initial_refresh_token),
+            )
+        await asyncio.gather(*(self._start_account(a, a.name in equity_accounts) for a in accounts))
+
+    async def _start_account(self, account: AccountConfig, wants_equity: bool) -> None:
+        assert self.pool is not None and self.replicator is not None
+        try:
+            connection = await self.pool.connection_for(account.name, account.live)
+        except Exception as exc:
+            log.error("no connection for account", account=account.name, error=str(exc))
+            return
+        session = AccountSession(
+            name=account.name,
+            account_id=account.account_id,
+            is_live=account.live,
+            connection=connection,
+            tokens=self.tokens,
+            on_change=self.replicator.on_change,
+            pnl_interval_s=PNL_INTERVAL_S if wants_equity else None,
+        )
+        self.sessions[account.name] = session
+        try:
+            await asyncio.wait_for(session.start(), ACCOUNT_START_TIMEOUT_S)
+        except TimeoutError:
+            session.status, session.error = "failed", "start-up timed out"
+            log.error("account start-up timed out", account=account.name)
+
+    async def _stop_account(self, name: str, *, logout: bool) -> None:
+        assert self.pool is not None
+        session = self.sessions.pop(name, None)
+        if session is not None:
+            await session.stop(logout=logout)
+        await self.pool.release(name)
+
+    def _destinations(self, config: Config) -> list[Destination]:
+        assert self.store is not None
+        result = []
+        for rule in config.copy_rules:
+            if not rule.enabled:
+                continue
+            master = config.account(rule.source)
+            for dest in rule.destinations:
+                follower = config.account(dest.account)
+                if not (master.enabled and follower.enabled):
+                    continue
+                dest_id = f"{rule.name}:{follower.name}"
+                started = self.store.get_meta(f"started:{dest_id}")
+                if started is None:
+                    started = str(int(time.time() * 1000))
+                    self.store.set_meta(f"started:{dest_id}", started)
+                stopped = self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest)
+                target = CopyTarget(
+                    rule=rule.name,
+                    dest=dest,
+                    master_account_id=master.account_id,
+                    follower_account_id=follower.account_id,
+                    started_ms=int(started),
+                    liquidate=stopped,
+                )
+                result.append(Destination(dest_id, target, master.name, follower.name))
+        return result
+
+    @staticmethod
+    def _accounts_needing_equity(config: Config) -> set[str]:
+        names: set[str] = set()
+        for rule in config.copy_rules:
+            for dest in rule.destinations:
+                if dest.volume.mode in EQUITY_MODES or dest.equity_stop is not None:
+                    names.add(dest.account)
+                if dest.volume.mode is VolumeMode.EQUITY_RATIO:
+                    names.add(rule.source)
+        return names
+
+    # main loop -------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stopping and signum in (signal.SIGTERM, signal.SIGINT):
+            log.warning("second stop signal: exiting at once")
+            sys.stdout.flush()
+            os._exit(1)
+        self._signals.put_nowait(signum)
+
+    async def _main_loop(self) -> None:
+        while True:
+            try:
+                signum = await asyncio.wait_for(self._signals.get(), STATUS_INTERVAL_S)
+            except TimeoutError:
+                self._check_equity_stops()
+                self._update_status()
+                continue
+            if signum == signal.SIGHUP:
+                await self._reload()
+            else:
+                log.info("stopping", signal=signal.Signals(signum).name)
+                return
+
+    # reload ----------------------------------------------------------------------------
+    async def _reload(self) -> None:
+        assert self.config is not None and self.store is not None and self.replicator is not None
+        self.notifier.reloading()
+        log.info("reloading", path=str(self.config_path))
+        try:
+            new = load_config(self.config_path, environ=self._environ)
+        except ConfigError as exc:
+            problems = str(exc).splitlines()
+            log.error(
+                "reload rejected: invalid configuration, keeping the running one", problems=problems
+            )
+            reload_status.write(self.config.state_dir, ok=False, problems=problems)
+            self.notifier.ready()
+            self._update_status(extra="last reload rejected")
+            return
+        diff = diff_configs(self.config, new)
+        if new.state_dir != self.config.state_dir or diff.api_changed:
+            # Connections and the store are built from these; a restart applies them.
+            why = "state_dir" if new.state_dir != self.config.state_dir else "api"
+            problems = [f"{why}: changes here need a restart (systemctl restart cmamd)"]
+            log.error("reload rejected", problems=problems)
+            reload_status.write(self.config.state_dir, ok=False, problems=problems)
+            self.notifier.ready()
+            return
+        for secret in new.secret_values():
+            register_secret(secret)
+        if diff.logging_changed:
+            configure_logging(new.logging.level, new.logging.format, secrets=new.secret_values())
+        removed = set(diff.accounts_removed) | set(diff.accounts_changed)
+        added = set(diff.accounts_added) | set(diff.accounts_changed)
+        added = {n for n in added if new.account(n).enabled}
+        # Rules first: the removed accounts' destinations stop taking work; then their
+        # in-flight work drains before their sessions go.
+        self.config = new
+        self.replicator.set_destinations(
+            [
+                d
+                for d in self._destinations(new)
+                if d.master not in added and d.follower not in added
+            ]
+        )
+        if removed:
+            await self.replicator.drain(new.shutdown_timeout_s)
+            for name in sorted(removed):
+                await self._stop_account(name, logout=True)
+        if added:
+            await self._start_accounts(new, [new.account(n) for n in sorted(added)])
+        self.replicator.set_destinations(self._destinations(new))
+        reload_status.write(new.state_dir, ok=True, problems=[])
+        log.info(
+            "reloaded",
+            added=sorted(added - removed),
+            removed=sorted(removed - added),
+            changed=sorted(added & removed),
+            rules_changed=diff.rules_changed,
+        )
+        self.notifier.ready()
+        self._update_status()
+
+    # equity stop and status ------------------------------------------------------------
+    def _check_equity_stops(self) -> None:
+        if self.config is None or self.store is None or self.replicator is None:
+            return
+        tripped = False
+        for rule in self.config.copy_rules:
+            for dest in rule.destinations:
+                session = self.sessions.get(dest.account)
+                dest_id = f"{rule.name}:{dest.account}"
+                if dest.equity_stop is None or session is None or not session.ready.is_set():
+                    continue
+                equity = session.state.equity
+                if equity is None or equity >= dest.equity_stop.below:
+                    continue
+                if self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest):
+                    continue
+                self.store.set_meta(f"equity-stop:{dest_id}", _fingerprint(dest))
+                log.error(
+                    "EQUITY STOP: closing copies and freezing the destination",
+                    rule=rule.name,
+                    follower=dest.account,
+                    equity=str(equity),
+                    threshold=str(dest.equity_stop.below),
+                )
+                tripped = True
+        if tripped:
+            self.replicator.set_destinations(self._destinations(self.config))
+
+    def _counts(self) -> dict[str, int]:
+        ready = sum(1 for s in self.sessions.values() if s.ready.is_set())
+        total = len(self.config.enabled_accounts) if self.config else 0
+        return {"accounts_ready": ready, "accounts_total": total}
+
+    def _update_status(self, extra: str = "") -> None:
+        self.notifier.status(self.status_line(extra))
+
+    def status_line(self, extra: str = "") -> str:
+        """accounts up/total, copies done, queue depth: systemd's STATUS= line."""
+        counts = self._counts()
+        stats = self.replicator.stats if self.replicator else None
+        depth = self.replicator.queue.depth if self.replicator else 0
+        stopped = [k[len("equity-stop:") :] for k in self._equity_stopped()]
+        text = (
+            f"accounts {counts['accounts_ready']}/{counts['accounts_total']} ready; "
+            f"copies {stats.done if stats else 0} done, {stats.rejected if stats else 0} rejected; "
+            f"queue {depth}"
+        )
+        if stopped:
+            text += f"; EQUITY STOP: {', '.join(stopped)}"
+        if extra:
+            text += f"; {extra}"
+        return text
+
+    def _equity_stopped(self) -> list[str]:
+        if self.config is None or self.store is None:
+            return []
+        keys = []
+        for rule in self.config.copy_rules:
+            for dest in rule.destinations:
+                key = f"equity-stop:{rule.name}:{dest.account}"
+                if self.store.get_meta(key) == _fingerprint(dest):
+                    keys.append(key)
+        return keys
+
+    # shutdown --------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        self.notifier.stopping()
+        timeout = self.config.shutdown_timeout_s if self.config else 10.0
+        if self.replicator is not None:
+            self.replicator.stop_intake()
+            drained = await self.replicator.drain(timeout)
+            if not drained:
+                log.warning(
+                    "shutdown: queue not drained in time", depth=self.replicator.queue.depth
+                )
+            await self.replicator.stop()
+        for name in list(self.sessions):
+            await self._stop_account(name, logout=False)
+        if self.pool is not None:
+            await self.pool.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped")
+
+
+def _secret(value: object) -> str | None:
+    return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
+
+
+def _fingerprint(dest: BaseModel) -> str:
+    return fingerprint_of(dest)

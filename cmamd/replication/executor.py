@@ -1,0 +1,424 @@
+"""The replicator: master changes in, follower orders out, each persisted before it is sent.
+
+Around the pure planner it does the I/O: it takes a work key from the queue, plans it
+against the cached account states, writes the link and a journal entry in one
+transaction, sends the request, and waits for the follower's execution event. A definite
+rejection is journaled and not retried; an unknown outcome (timeout, disconnect) is
+settled by reconciling the follower account, twice with a pause between, before the key
+is planned again — never by resending blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.logs import get_logger
+from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
+from cmamd.protocol.proto import messages_pb2 as pb
+from cmamd.protocol.proto import model_pb2
+from cmamd.replication import requests
+from cmamd.replication.intents import (
+    ClosePosition,
+    Intent,
+    KeyPlan,
+    OpenPosition,
+    PlacePendingOrder,
+)
+from cmamd.replication.labels import parse_label
+from cmamd.replication.links import Link, LinkStatus
+from cmamd.replication.planner import CopyTarget, keys_for, origins_for, plan_key
+from cmamd.replication.queue import ReplicationQueue, WorkKey
+from cmamd.state.store import StateStore
+
+log = get_logger("cmamd.replication")
+
+MAX_ROUNDS_PER_TAKE = 4
+"""Plan/execute rounds for one key before yielding: convergence takes 1-2 in practice."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyReport:
+    """One follower action, for logs, STATUS and the demo's live view."""
+
+    rule: str
+    follower: str
+    key: str
+    action: str
+    summary: str  # e.g. "open buy 1.2 lots EURUSD"
+    volume: int | None
+    outcome: str  # done | rejected | unknown
+    latency_ms: float
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Stats:
+    done: int = 0
+    rejected: int = 0
+    unknown: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A configured copy target with the names the logs use."""
+
+    id: str  # f"{rule}:{follower name}"
+    target: CopyTarget
+    master: str
+    follower: str
+
+
+class Replicator:
+    def __init__(
+        self,
+        store: StateStore,
+        sessions: Mapping[str, AccountSession],
+        *,
+        workers: int = 16,
+        order_timeout_s: float = 15.0,
+        settle_s: float = 2.0,
+        on_report: Callable[[CopyReport], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._destinations: dict[str, Destination] = {}
+        self.queue = ReplicationQueue()
+        self.stats = Stats()
+        self._workers = workers
+        self._order_timeout_s = order_timeout_s
+        self._settle_s = settle_s
+        self._on_report = on_report
+        self._wall_clock = wall_clock
+        self._accepting = True
+        self._tasks: list[asyncio.Task[None]] = []
+        # Write-through caches of the store, so planning reads no disk.
+        self._links: dict[str, dict[str, Link]] = {}
+        self._origins: dict[int, dict[str, str]] = {}
+        # follower symbol ids with an open/placement in flight, per destination and key
+        self._opening: dict[str, dict[str, int]] = {}
+
+    # configuration ---------------------------------------------------------------------
+    def set_destinations(self, destinations: list[Destination]) -> None:
+        """Swap the rule set atomically; the next planned key uses the new one."""
+        new = {d.id: d for d in destinations}
+        for gone in set(self._destinations) - set(new):
+            self.queue.discard_destination(gone)
+            self._links.pop(gone, None)
+        for dest in destinations:
+            t = dest.target
+            if dest.id not in self._links:
+                stored = self._store.links(
+                    rule=t.rule, master_id=t.master_account_id, follower_id=t.follower_account_id
+                )
+                self._links[dest.id] = {d["key"]: Link.from_dict(d) for d in stored}
+            if t.master_account_id not in self._origins:
+                prefix = f"origin:{t.master_account_id}:"
+                self._origins[t.master_account_id] = {
+                    k[len(prefix) :]: v for k, v in self._store.meta_items(prefix).items()
+                }
+        self._destinations = new
+        for dest in destinations:
+            self.resync_destination(dest.id)
+
+    def resync_destination(self, dest_id: str) -> None:
+        dest = self._destinations.get(dest_id)
+        if dest is None:
+            return
+        master, follower = self._sessions[dest.master], self._sessions[dest.follower]
+        if not (master.ready.is_set() and follower.ready.is_set()):
+            return  # planned in full when both accounts report their resync
+        links = self._links[dest.id]
+        origins = self._origins_for(dest, master)
+        now = time.monotonic()
+        for key in keys_for(dest.target, master.state, follower.state, links, origins):
+            self.queue.push((dest.id, dest.target.follower_account_id, key), at=now)
+
+    # intake ----------------------------------------------------------------------------
+    def on_change(self, change: AccountChange) -> None:
+        """Called by account sessions for every state change (synchronously)."""
+        for pkey, okey in change.origins.items():
+            self._store.set_meta(f"origin:{change.account_id}:{pkey}", okey)
+            self._origins.setdefault(change.account_id, {})[pkey] = okey
+        for dest in self._destinations.values():
+            target = dest.target
+            if change.account_id == target.master_account_id:
+                if not self._accepting:
+                    continue
+                if change.resync:
+                    self.resync_destination(dest.id)
+                    continue
+                for key in change.keys:
+                    self.queue.push(
+                        (dest.id, target.follower_account_id, key), at=change.received_at
+                    )
+            elif change.account_id == target.follower_account_id:
+                if change.resync:
+                    self.resync_destination(dest.id)
+                    continue
+                follower = self._sessions[dest.follower].state
+                for key in self._follower_keys(change.keys, follower, target.master_account_id):
+                    self.queue.push(
+                        (dest.id, target.follower_account_id, key), at=change.received_at
+                    )
+
+    def settle_open_intents(self) -> int:
+        """After a crash: intents sent (or about to be) whose outcome was never recorded.
+
+        Called once the followers have been reconciled at start-up: what the broker holds is
+        now the truth, and the planner works from it, so each such entry is marked resolved
+        (the order either exists, labelled, and is adopted, or never happened).
+        """
+        settled = 0
+        ready = {s.account_id for s in self._sessions.values() if s.ready.is_set()}
+        for entry in self._store.open_intents():
+            if entry.follower_id not in ready:
+                continue  # settled on a later start, once that account is reachable
+            self._store.journal_outcome(
+                entry.intent_id, "resolved", "outcome settled by reconciling at start-up"
+            )
+            log.warning(
+                "unfinished order from before a restart settled by reconcile",
+                follower_id=entry.follower_id,
+                master_item=entry.key,
+                action=entry.action,
+                client_order_id=entry.client_order_id,
+            )
+            settled += 1
+        return settled
+
+    def stop_intake(self) -> None:
+        """On shutdown: master changes are no longer turned into work."""
+        self._accepting = False
+
+    # running ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self._workers)]
+
+    async def drain(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.queue.wait_idle(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _worker(self, number: int) -> None:
+        while True:
+            work, since = await self.queue.take()
+            try:
+                await self._process(work, since)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("replication step failed", work=list(work))
+            finally:
+                self.queue.done(work)
+
+    async def _process(self, work: WorkKey, since: float) -> None:
+        dest_id, _, key = work
+        for _ in range(MAX_ROUNDS_PER_TAKE):
+            dest = self._destinations.get(dest_id)
+            if dest is None:
+                return
+            master, follower = self._sessions[dest.master], self._sessions[dest.follower]
+            if not (master.ready.is_set() and follower.ready.is_set()):
+                return  # both re-plan everything on their resync
+            links = self._links[dest_id]
+            link = links.get(key)
+            opening = self._opening.setdefault(dest_id, {})
+            plan = plan_key(
+                dest.target,
+                key,
+                master.state,
+                follower.state,
+                link,
+                self._now_ms(),
+                self._origins_for(dest, master),
+                follower.quote_to_deposit,
+                busy_symbols=frozenset(v for k, v in opening.items() if k != key),
+            )
+            for note in plan.notes:
+                log.info(note, rule=dest.target.rule, follower=dest.follower, master_item=key)
+            if not plan.intents:
+                if plan.link is not None and plan.link != link:
+                    self._save_link(dest_id, plan.link)
+                return
+            if not await self._execute(dest, plan, since):
+                return
+            since = time.monotonic()
+
+    async def _execute(self, dest: Destination, plan: KeyPlan, since: float) -> bool:
+        """Send the plan's intents in order; False when the key must wait for new facts."""
+        follower = self._sessions[dest.follower]
+        link = plan.link
+        opening = self._opening.setdefault(dest.id, {})
+        for intent in plan.intents:
+            intent_id = uuid.uuid4().hex
+            action = type(intent).__name__
+            self._store.record_intent(
+                link.to_dict() if link else None,
+                intent_id,
+                dest.target.follower_account_id,
+                plan.key,
+                action,
+                getattr(intent, "client_order_id", None),
+                _payload(intent),
+            )
+            if link is not None:
+                self._links[dest.id][plan.key] = link
+            summary = requests.summarize(
+                intent, follower.state.symbols_by_id, follower.state.positions
+            )
+            opens = isinstance(intent, OpenPosition | PlacePendingOrder)
+            if opens:
+                opening[plan.key] = intent.symbol_id  # type: ignore[union-attr]
+            try:
+                outcome, detail, filled = await self._send(follower, intent)
+            finally:
+                opening.pop(plan.key, None)
+            self._store.journal_outcome(intent_id, outcome, detail)
+            latency_ms = (time.monotonic() - since) * 1000
+            self._report(dest, plan.key, intent, summary, outcome, latency_ms, detail)
+            if link is not None and opens and link.status is LinkStatus.OPENING:
+                if outcome == "done" and (filled or isinstance(intent, PlacePendingOrder)):
+                    link = link.opened(self._now_ms())
+                    self._save_link(dest.id, link)
+                elif outcome == "rejected":
+                    self._save_link(dest.id, link.rejected(detail, self._now_ms()))
+            if outcome == "done":
+                continue
+            if outcome == "rejected":
+                return False
+            await self._settle(follower)
+            self._store.journal_outcome(intent_id, "resolved", "settled by reconciling the account")
+            return True
+        return True
+
+    async def _send(self, follower: AccountSession, intent: Intent) -> tuple[str, str, bool]:
+        """(outcome, detail, filled): outcome is done, rejected or unknown."""
+        request = requests.build_request(intent)
+        try:
+            reply = await follower.connection.request(
+                request,
+                priority=requests.priority_of(intent),
+                account_id=intent.follower_account_id,
+            )
+        except OutcomeUnknown as exc:
+            return "unknown", str(exc) or "no answer", False
+        except OpenApiError as exc:
+            gone = {"POSITION_NOT_FOUND", "POSITION_NOT_OPEN"}
+            if isinstance(intent, ClosePosition) and exc.code in gone:
+                return "done", f"already closed ({exc.code})", False
+            return "rejected", exc.code, False
+        if not isinstance(reply, pb.ProtoOAExecutionEvent) or not reply.HasField("order"):
+            return "done", "", False
+        wanted = requests.completion_types(intent)
+        try:
+            result = (
+                reply.executionType
+                if reply.executionType in wanted
+                else await follower.wait_for_order(
+                    reply.order.orderId, wanted, self._order_timeout_s
+                )
+            )
+        except TimeoutError:
+            return "unknown", f"no outcome for order {reply.order.orderId}", False
+        if result in requests.REJECTED:
+            return "rejected", reply.errorCode or "ORDER_REJECTED", False
+        if result == model_pb2.ORDER_CANCELLED and isinstance(intent, OpenPosition):
+            return "done", "cancelled unfilled (slippage or liquidity)", False
+        return "done", "", result == model_pb2.ORDER_FILLED
+
+    async def _settle(self, follower: AccountSession) -> None:
+        """Ask the broker what happened, twice, so a late-arriving order is seen too."""
+        for attempt in range(2):
+            try:
+                await follower.ready.wait()
+                await follower.resync()
+            except Exception as exc:
+                log.warning(
+                    "reconcile after unknown outcome failed", error=str(exc), account=follower.name
+                )
+            if attempt == 0:
+                await asyncio.sleep(self._settle_s)
+
+    # helpers ---------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _save_link(self, dest_id: str, link: Link) -> None:
+        self._store.put_link(link.to_dict())
+        self._links.setdefault(dest_id, {})[link.key] = link
+
+    def _origins_for(self, dest: Destination, master: AccountSession) -> dict[str, str]:
+        return origins_for(
+            master.state,
+            self._links[dest.id].values(),
+            self._origins.get(dest.target.master_account_id),
+        )
+
+    @staticmethod
+    def _follower_keys(keys: frozenset[str], follower: Any, master_id: int) -> set[str]:
+        found: set[str] = set()
+        for key in keys:
+            item_id = int(key[1:])
+            item = (follower.positions if key[0] == "p" else follower.orders).get(item_id)
+            parsed = parse_label(item.label) if item is not None else None
+            if parsed is not None and parsed[0] == master_id:
+                found.add(parsed[1])
+        return found
+
+    def _report(
+        self,
+        dest: Destination,
+        key: str,
+        intent: Intent,
+        summary: str,
+        outcome: str,
+        latency_ms: float,
+        detail: str,
+    ) -> None:
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        volume = getattr(intent, "volume", None)
+        log_method = log.info if outcome == "done" else log.warning
+        log_method(
+            "copy " + outcome,
+            rule=dest.target.rule,
+            follower=dest.follower,
+            master_item=key,
+            action=summary,
+            client_order_id=getattr(intent, "client_order_id", None),
+            latency_ms=round(latency_ms, 1),
+            detail=detail or None,
+        )
+        if self._on_report is not None:
+            self._on_report(
+                CopyReport(
+                    dest.target.rule,
+                    dest.follower,
+                    key,
+                    type(intent).__name__,
+                    summary,
+                    volume,
+                    outcome,
+                    latency_ms,
+                    detail,
+                )
+            )
+
+
+def _payload(intent: Intent) -> dict[str, Any]:
+    data = asdict(intent)
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items()}

@@ -1,0 +1,161 @@
+"""Order intents -> Open API trade requests, and what answer completes each of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from google.protobuf.message import Message
+
+from cmamd.accounts.convert import ORDER_KIND_TO_PB, SIDE_TO_PB
+from cmamd.accounts.model import OrderKind, Position, SymbolSpec
+from cmamd.connection.ratelimit import Priority
+from cmamd.protocol import units
+from cmamd.protocol.proto import messages_pb2 as pb
+from cmamd.protocol.proto import model_pb2
+from cmamd.replication.intents import (
+    AmendPendingOrder,
+    AmendPositionProtection,
+    CancelPendingOrder,
+    ClosePosition,
+    Intent,
+    OpenPosition,
+    PlacePendingOrder,
+)
+
+FILLED = frozenset({model_pb2.ORDER_FILLED})
+REJECTED = frozenset({model_pb2.ORDER_REJECTED, model_pb2.ORDER_CANCEL_REJECTED})
+# A market order ends filled, or cancelled after a partial fill; a resting order is done
+# once accepted; amendments answer ORDER_REPLACED; cancels ORDER_CANCELLED.
+_OUTCOMES: dict[type, frozenset[int]] = {
+    OpenPosition: FILLED | {model_pb2.ORDER_CANCELLED, model_pb2.ORDER_EXPIRED},
+    ClosePosition: FILLED | {model_pb2.ORDER_CANCELLED},
+    AmendPositionProtection: frozenset({model_pb2.ORDER_REPLACED}),
+    PlacePendingOrder: frozenset({model_pb2.ORDER_ACCEPTED}),
+    AmendPendingOrder: frozenset({model_pb2.ORDER_REPLACED}),
+    CancelPendingOrder: frozenset({model_pb2.ORDER_CANCELLED}),
+}
+
+
+def completion_types(intent: Intent) -> frozenset[int]:
+    """Execution types that end ``intent`` (besides the rejections in ``REJECTED``)."""
+    return _OUTCOMES[type(intent)] | REJECTED
+
+
+def priority_of(intent: Intent) -> Priority:
+    return Priority.REDUCE if intent.reduces_risk else Priority.INCREASE
+
+
+def build_request(intent: Intent) -> Message:
+    account = intent.follower_account_id
+    if isinstance(intent, OpenPosition):
+        req = pb.ProtoOANewOrderReq(
+            ctidTraderAccountId=account,
+            symbolId=intent.symbol_id,
+            orderType=model_pb2.MARKET,
+            tradeSide=SIDE_TO_PB[intent.side],
+            volume=intent.volume,
+            label=intent.label,
+            clientOrderId=intent.client_order_id,
+        )
+        if intent.slippage_points is not None and intent.base_price is not None:
+            req.orderType = model_pb2.MARKET_RANGE
+            req.baseSlippagePrice = intent.base_price
+            req.slippageInPoints = intent.slippage_points
+        if intent.relative_stop_loss:
+            req.relativeStopLoss = intent.relative_stop_loss
+        if intent.relative_take_profit:
+            req.relativeTakeProfit = intent.relative_take_profit
+        return req
+    if isinstance(intent, ClosePosition):
+        return pb.ProtoOAClosePositionReq(
+            ctidTraderAccountId=account, positionId=intent.position_id, volume=intent.volume
+        )
+    if isinstance(intent, AmendPositionProtection):
+        req = pb.ProtoOAAmendPositionSLTPReq(
+            ctidTraderAccountId=account, positionId=intent.position_id
+        )
+        if intent.stop_loss is not None:
+            req.stopLoss = intent.stop_loss
+        if intent.take_profit is not None:
+            req.takeProfit = intent.take_profit
+        return req
+    if isinstance(intent, PlacePendingOrder):
+        req = pb.ProtoOANewOrderReq(
+            ctidTraderAccountId=account,
+            symbolId=intent.symbol_id,
+            orderType=ORDER_KIND_TO_PB[intent.kind],
+            tradeSide=SIDE_TO_PB[intent.side],
+            volume=intent.volume,
+            label=intent.label,
+            clientOrderId=intent.client_order_id,
+        )
+        _set_price(req, intent.kind, intent.price)
+        _set_protection(req, intent.stop_loss, intent.take_profit)
+        if intent.expiration_ms is not None:
+            req.timeInForce = model_pb2.GOOD_TILL_DATE
+            req.expirationTimestamp = intent.expiration_ms
+        return req
+    if isinstance(intent, AmendPendingOrder):
+        req = pb.ProtoOAAmendOrderReq(
+            ctidTraderAccountId=account, orderId=intent.order_id, volume=intent.volume
+        )
+        _set_price(req, intent.kind, intent.price)
+        _set_protection(req, intent.stop_loss, intent.take_profit)
+        if intent.expiration_ms is not None:
+            req.expirationTimestamp = intent.expiration_ms
+        return req
+    if isinstance(intent, CancelPendingOrder):
+        return pb.ProtoOACancelOrderReq(ctidTraderAccountId=account, orderId=intent.order_id)
+    raise TypeError(f"no request for {type(intent).__name__}")
+
+
+def _set_price(req: Message, kind: OrderKind, price: float) -> None:
+    if kind is OrderKind.LIMIT:
+        req.limitPrice = price  # type: ignore[attr-defined]
+    else:
+        req.stopPrice = price  # type: ignore[attr-defined]
+
+
+def _set_protection(req: Message, stop_loss: float | None, take_profit: float | None) -> None:
+    if stop_loss is not None:
+        req.stopLoss = stop_loss  # type: ignore[attr-defined]
+    if take_profit is not None:
+        req.takeProfit = take_profit  # type: ignore[attr-defined]
+
+
+def summarize(intent: Intent, symbols: Mapping[int, SymbolSpec], positions: Mapping[int, Position]) -> str:
+    """A short human description for logs and the demo, e.g. ``open buy 1.2 lots EURUSD``."""
+
+    def lots(symbol_id: int, volume: int) -> str:
+        spec = symbols.get(symbol_id)
+        if spec is None:
+            return f"{volume} cents"
+        amount = units.volume_to_lots(volume, spec.lot_size)
+        text = f"{amount:.2f}" if amount == amount.quantize(Decimal("0.01")) else f"{amount.normalize():f}"
+        return f"{text} lot" if text == "1.00" else f"{text} lots"
+
+    def name(symbol_id: int) -> str:
+        spec = symbols.get(symbol_id)
+        return spec.name if spec else f"symbol {symbol_id}"
+
+    if isinstance(intent, OpenPosition):
+        return f"open {intent.side.value} {lots(intent.symbol_id, intent.volume)} {name(intent.symbol_id)}"
+    if isinstance(intent, ClosePosition):
+        position = positions.get(intent.position_id)
+        if position is None:
+            return f"close position {intent.position_id}"
+        whole = "close" if intent.volume >= position.volume else "partial close"
+        return f"{whole} {lots(position.symbol_id, intent.volume)} {name(position.symbol_id)}"
+    if isinstance(intent, AmendPositionProtection):
+        return f"set SL {intent.stop_loss} TP {intent.take_profit} on #{intent.position_id}"
+    if isinstance(intent, PlacePendingOrder):
+        return (
+            f"place {intent.side.value} {intent.kind.value} {lots(intent.symbol_id, intent.volume)}"
+            f" {name(intent.symbol_id)} @ {intent.price}"
+        )
+    if isinstance(intent, AmendPendingOrder):
+        return f"amend order #{intent.order_id} @ {intent.price}"
+    if isinstance(intent, CancelPendingOrder):
+        return f"cancel order #{intent.order_id}"
+    return type(intent).__name__

@@ -1,0 +1,215 @@
+"""End-to-end harness: the simulator, the daemon (in-process or as a real process), a
+notify socket standing in for systemd's, and the master trading from its own client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cmamd.accounts.model import Position
+from cmamd.daemon.notify import SystemdNotifier
+from cmamd.daemon.supervisor import Daemon
+from cmamd.sim import SimServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def daemon_config(
+    sim: SimServer,
+    state_dir: Path,
+    secret_file: Path,
+    accounts: Iterable[str],
+    rules: list[dict[str, Any]],
+    *,
+    bootstrap_tokens: bool = True,
+    api: dict[str, Any] | None = None,
+    logging: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    described = sim.describe()
+    by_name = {a["name"]: a for a in described["accounts"]}
+    secret_file.write_text(described["client_secret"])
+    entries = []
+    for name in accounts:
+        entry: dict[str, Any] = {"name": name, "account_id": by_name[name]["account_id"], "live": False}
+        if bootstrap_tokens:
+            entry["access_token"] = by_name[name]["access_token"]
+            entry["refresh_token"] = by_name[name]["refresh_token"]
+        entries.append(entry)
+    return {
+        "api": {
+            "client_id": described["client_id"],
+            "client_secret_file": str(secret_file),
+            "demo_host": "127.0.0.1",
+            "port": sim.port,
+            "tls": False,
+            "request_timeout_s": 2,
+            **(api or {}),
+        },
+        "state_dir": str(state_dir),
+        "logging": logging or {"level": "info", "format": "json"},
+        "shutdown_timeout_s": 5,
+        "accounts": entries,
+        "copy": rules,
+    }
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                return self.messages
+
+    async def wait_for(self, predicate: Callable[[str], bool], timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            self.drain()
+            for message in self.messages[seen:]:
+                if predicate(message):
+                    return message
+            seen = len(self.messages)
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no matching notification; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class DaemonProcess:
+    """``cmamd run`` as a real process, as systemd runs it."""
+
+    config: Path
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cmamd", "run", "--config", str(self.config)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env, "PYTHONPATH": str(ROOT)},
+            cwd=str(self.config.parent),
+        )
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    async def wait(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError("daemon did not exit in time")
+            await asyncio.sleep(0.05)
+        self.log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log_text().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                events.append(json.loads(line))
+        return events
+
+
+@dataclass
+class InProcessDaemon:
+    """The daemon on the test's own event loop: fast, and its objects can be inspected."""
+
+    config: Path
+    environ: dict[str, str] = field(default_factory=dict)
+    daemon: Daemon | None = None
+    task: asyncio.Task[int] | None = None
+
+    async def start(self, timeout: float = 20.0) -> Daemon:
+        self.daemon = Daemon(
+            self.config, environ=self.environ, notifier=SystemdNotifier(env=self.environ)
+        )
+        self.task = asyncio.create_task(self.daemon.run())
+        started = asyncio.create_task(self.daemon.started.wait())
+        done, _ = await asyncio.wait({started, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self.task in done:
+            raise AssertionError(f"daemon exited during start-up: {self.task.result()}")
+        assert started in done, "daemon not started in time"
+        return self.daemon
+
+    async def settle(self, quiet_s: float = 0.2, timeout: float = 15.0) -> None:
+        """Until the replication queue stayed idle for ``quiet_s``."""
+        assert self.daemon is not None and self.daemon.replicator is not None
+        queue = self.daemon.replicator.queue
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            if queue.idle():
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= quiet_s:
+                    return
+            else:
+                quiet_since = None
+        raise AssertionError("replication did not settle")
+
+    async def stop(self) -> int:
+        if self.daemon is None or self.task is None:
+            return 0
+        if not self.task.done():
+            self.daemon.request_stop()
+        return await asyncio.wait_for(self.task, 30)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not reached in {timeout} s: {what}")
+
+
+def positions_by_label(sim: SimServer, account_id: int) -> dict[str, list[Position]]:
+    result: dict[str, list[Position]] = {}
+    for position in sim.broker.positions(account_id):
+        result.setdefault(position.label, []).append(position)
+    return result
