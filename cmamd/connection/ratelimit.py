@@ -1,0 +1,215 @@
+"""Per-connection request budget: never more than ``max_rps`` requests in any rolling second.
+
+The Open API allows 50 requests per second per connection (FACTS §8) and answers excess with
+``REQUEST_FREQUENCY_EXCEEDED``. Requests over budget wait here instead of failing, released
+in priority order (lower value first, FIFO within a priority) so that closing a position
+never queues behind a burst of new orders or P&L refreshes.
+
+The budget is a sliding log of the moments frames were *written*, not granted: a burst of
+grants leaves the socket one frame after another, and counting grant times would let the
+server see the tail of one burst and the head of the next closer together than the log
+says. A granted slot counts as "in the window" until its ``Slot`` is used or released.
+Hence the guarantee, exact on the client's clock: no span of ``window_s + margin_s``
+seconds holds more than ``max_rps`` written frames. The margin absorbs network jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
+
+OPEN_API_MAX_RPS = 50
+"""Spotware's documented ceiling per connection for non-historical requests."""
+
+_EPSILON_S = 1e-9
+"""Float slack so a grant sleeping exactly until a slot frees is not refused by rounding."""
+
+
+class Priority(IntEnum):
+    """Who goes first when the budget is short (lower value first)."""
+
+    SESSION = 0  # application/account auth, token refresh: nothing works without them
+    REDUCE = 1  # close position, cancel order, SL/TP amend: risk-reducing trades
+    QUERY = 2  # reconcile, trader, symbols: needed to decide
+    INCREASE = 3  # new orders: risk-increasing
+    BACKGROUND = 4  # P&L refresh, spot subscriptions
+
+
+class Clock(Protocol):
+    """Time source and sleeper; tests substitute a fake so nothing really waits."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class Slot:
+    """Permission to write one frame: call ``used()`` once it is written, else ``release()``."""
+
+    def __init__(self, throttle: RequestThrottle) -> None:
+        self._throttle: RequestThrottle | None = throttle
+
+    def used(self) -> None:
+        """The frame was written (or may have been): it counts from now on."""
+        if self._throttle is not None:
+            self._throttle._settle(written=True)
+            self._throttle = None
+
+    def release(self) -> None:
+        """Give the slot back unused (no-op after ``used()``)."""
+        if self._throttle is not None:
+            self._throttle._settle(written=False)
+            self._throttle = None
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: int
+    seq: int
+    future: asyncio.Future[Slot] = field(compare=False)
+
+
+class RequestThrottle:
+    """Grants send slots; ``slot = await acquire(priority)`` returns when a frame may go."""
+
+    def __init__(
+        self,
+        max_rps: int = OPEN_API_MAX_RPS,
+        *,
+        window_s: float = 1.0,
+        margin_s: float = 0.1,
+        clock: Clock | None = None,
+    ) -> None:
+        if max_rps > OPEN_API_MAX_RPS:
+            raise ValueError(
+                f"max_rps={max_rps}: the Open API caps requests at {OPEN_API_MAX_RPS} "
+                "per second per connection"
+            )
+        if max_rps < 1:
+            raise ValueError(f"max_rps={max_rps}: must be at least 1")
+        if window_s <= 0 or margin_s < 0:
+            raise ValueError("window_s must be positive and margin_s not negative")
+        self.max_rps = max_rps
+        self.span_s = window_s + margin_s
+        self._clock: Clock = clock or SystemClock()
+        self._written: deque[float] = deque()
+        self._outstanding = 0  # granted slots neither used nor released yet
+        self._settled = asyncio.Event()
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._paused_until = -math.inf
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closed: BaseException | None = None
+        self.waits = 0
+        """How many acquisitions had to queue (budget spent, paused, or others ahead)."""
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for w in self._waiters if not w.future.done())
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    async def acquire(self, priority: int = Priority.QUERY) -> Slot:
+        """Wait for a slot in priority order; the caller must use or release it."""
+        if self._closed is not None:
+            raise self._closed
+        if not self._waiters and self._delay(self._clock.monotonic()) == 0:
+            return self._grant()
+        waiter = _Waiter(priority, next(self._seq), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiters, waiter)
+        self.waits += 1
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="throttle-dispatch")
+        try:
+            return await waiter.future  # cancelling the caller cancels it: the dispatcher skips it
+        except asyncio.CancelledError:
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().release()  # granted just as the caller gave up
+            raise
+
+    def record_unthrottled(self) -> None:
+        """Count a frame just written regardless of budget (heartbeats)."""
+        self._written.append(self._clock.monotonic())
+
+    def pause_until(self, monotonic_t: float) -> None:
+        """Grant nothing before ``monotonic_t`` (the server's ``retryAfter``)."""
+        self._paused_until = max(self._paused_until, monotonic_t)
+
+    def pause_for(self, seconds: float) -> None:
+        self.pause_until(self._clock.monotonic() + seconds)
+
+    def close(self, error: BaseException) -> None:
+        """Fail every waiter and later acquisition with ``error``."""
+        self._closed = error
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            self._dispatcher = None
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+        self._waiters.clear()
+
+    def _grant(self) -> Slot:
+        self._outstanding += 1
+        return Slot(self)
+
+    def _settle(self, *, written: bool) -> None:
+        self._outstanding -= 1
+        if written:
+            self._written.append(self._clock.monotonic())
+        self._settled.set()
+
+    def _delay(self, now: float) -> float | None:
+        """Seconds until a slot is free (0: now; None: once an outstanding slot settles)."""
+        horizon = now - self.span_s + _EPSILON_S
+        while self._written and self._written[0] <= horizon:
+            self._written.popleft()
+        waits = [0.0, self._paused_until - now]
+        # Outstanding slots may be written any moment: they count as inside the window.
+        excess = len(self._written) + self._outstanding - self.max_rps
+        if excess >= 0:
+            if excess >= len(self._written):
+                return None  # nothing can age out: the outstanding slots fill the budget
+            # The oldest frames must age out until one more fits.
+            waits.append(self._written[excess] + self.span_s - now)
+        return max(waits)
+
+    async def _dispatch(self) -> None:
+        while True:
+            while self._waiters and self._waiters[0].future.done():
+                heapq.heappop(self._waiters)
+            if not self._waiters:
+                return
+            delay = self._delay(self._clock.monotonic())
+            if delay is None:
+                self._settled.clear()
+                await self._settled.wait()
+            elif delay > 0:
+                # A new, more urgent waiter does not change when the next slot frees; it
+                # only changes who gets it, which is decided after the sleep.
+                await self._clock.sleep(delay)
+            else:
+                waiter = heapq.heappop(self._waiters)
+                waiter.future.set_result(self._grant())
