@@ -21,15 +21,28 @@ from cmamd.accounts import convert
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
+from cmamd.connection.errors import RequestNotSent
 from cmamd.connection.ratelimit import Priority
 from cmamd.logs import get_logger
 from cmamd.protocol import units
 from cmamd.protocol.codec import Envelope
-from cmamd.protocol.errors import OpenApiError
+from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 
 SYMBOL_DETAIL_BATCH = 200
+# What bringing an account up can raise; _is_permanent tells refusals from transients.
+RETRYABLE_OR_REFUSED = (TimeoutError, OpenApiError, TokenError, OutcomeUnknown, RequestNotSent)
+REFUSALS = frozenset(
+    {
+        "CH_ACCESS_TOKEN_INVALID",
+        "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
+        "RET_NO_SUCH_LOGIN",
+        "RET_ACCOUNT_DISABLED",
+        "CANT_ROUTE_REQUEST",
+        "CH_CLIENT_AUTH_FAILURE",
+    }
+)
 RECENT_ORDER_EVENTS = 512
 TERMINAL_EXECUTIONS = frozenset(
     {
@@ -92,21 +105,32 @@ class AccountSession:
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Authorise and load everything; on failure the session stays failed and says why."""
+        """Authorise and load everything, so that the account is ready, or failed and says why.
+
+        A transient failure (timeout, lost link) is retried with backoff in the background;
+        a permanent one (the token or the account refused) leaves the account failed.
+        """
         self.status = "starting"
         self.connection.add_listener(self._on_envelope)
         self.connection.add_session_hook(self._reauthorise_hook)
         try:
-            await self._authorise()
-            await self._load_catalogue()
-            if self._pnl_interval_s:
-                await self._refresh_pnl()
-            await self.resync()
-        except (TimeoutError, OpenApiError, TokenError) as exc:
-            self._fail(str(exc))
+            await self._bring_up()
+        except RETRYABLE_OR_REFUSED as exc:
+            if _is_permanent(exc):
+                self._fail(str(exc))
+                return
+            self._start_recovery(f"start-up failed: {exc}")
             return
         if self._pnl_interval_s:
             self._spawn(self._refresh_pnl_forever(self._pnl_interval_s))
+
+    async def _bring_up(self) -> None:
+        await self._authorise()
+        if not self.state.symbols_by_id:
+            await self._load_catalogue()
+        if self._pnl_interval_s:
+            await self._refresh_pnl()
+        await self.resync()
 
     async def stop(self, *, logout: bool = False) -> None:
         self.connection.remove_listener(self._on_envelope)
@@ -242,23 +266,20 @@ class AccountSession:
             self._recovery = self._spawn(self._recover(reason))
 
     async def _recover(self, reason: str) -> None:
-        """Re-authorise after the server dropped the account (token rotation, logout)."""
+        """Re-authorise and reconcile after the account was dropped or never came up."""
         self.ready.clear()
         self.status = "reauthorising"
-        self._log.warning("account session lost, re-authorising", reason=reason)
+        self._log.warning("account not available, re-authorising", reason=reason)
         delay = 1.0
         while True:
             try:
-                await self._authorise()
-                await self.resync()
+                await self._bring_up()
                 return
-            except (TimeoutError, OpenApiError, TokenError) as exc:
-                if isinstance(exc, TokenError) or (
-                    isinstance(exc, OpenApiError) and exc.code == "CH_ACCESS_TOKEN_INVALID"
-                ):
-                    self._fail(f"cannot re-authorise: {exc}")
+            except RETRYABLE_OR_REFUSED as exc:
+                if _is_permanent(exc):
+                    self._fail(f"cannot authorise: {exc}")
                     return
-                self._log.warning("re-authorisation failed, retrying", error=str(exc), in_s=delay)
+                self._log.warning("authorisation failed, retrying", error=str(exc), in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
@@ -428,3 +449,8 @@ class AccountSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """The server refused the token or the account: retrying cannot help."""
+    return isinstance(exc, TokenError) or (isinstance(exc, OpenApiError) and exc.code in REFUSALS)

@@ -228,7 +228,13 @@ class Daemon:
                 self._update_status()
                 continue
             if signum == signal.SIGHUP:
-                await self._reload()
+                try:
+                    await self._reload()
+                except Exception as exc:  # a reload must never take the daemon down
+                    log.exception("reload failed")
+                    assert self.config is not None
+                    reload_status.write(self.config.state_dir, ok=False, problems=[str(exc)])
+                    self.notifier.ready()
             else:
                 log.info("stopping", signal=signal.Signals(signum).name)
                 return
