@@ -159,3 +159,22 @@ async def test_repeated_kill_9_during_trading_converges_without_duplicates(
         assert await daemon.wait() == 0
     finally:
         daemon.kill()
+
+
+async def test_close_refused_while_trading_is_disabled_is_retried_until_it_passes(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("cmamd.replication.executor.RETRY_FIRST_S", 0.2)
+    rules = [{"name": "r", "source": "master", "destinations": [
+        {"account": "follower-suffix", "symbols": {"add_suffix": ".m"}}]}]
+    daemon = daemons(make_config(["master", "follower-suffix"], rules))
+    await daemon.start()
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 200_000)
+    await daemon.settle()
+    assert len(sim.broker.positions(ids["follower-suffix"])) == 1
+    sim.set_trading_mode("EURUSD.m", "disabled", broker="Suffix Markets")
+    sim.close_position(ids["master"], position)
+    await eventually(lambda: daemon.daemon.replicator.stats.rejected >= 2, 10, "refused, retried")
+    assert len(sim.broker.positions(ids["follower-suffix"])) == 1
+    sim.set_trading_mode("EURUSD.m", "enabled", broker="Suffix Markets")
+    await eventually(lambda: not sim.broker.positions(ids["follower-suffix"]), 10, "closed at last")
