@@ -1,4 +1,4 @@
-"""The ``cmamd`` command: one sub-command per job, each living in its own module."""
+"""cmamd: a headless trade copier and multi-account manager for cTrader (Open API)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from google.protobuf.message import Message
+
 from cmamd.accounts.model import (
     AccountKind,
     OrderKind,
@@ -33,8 +37,8 @@ ACCOUNT_KINDS = {
 PENDING_KINDS = frozenset({model_pb2.LIMIT, model_pb2.STOP, model_pb2.STOP_LIMIT})
 
 
-def _opt_float(message: object, field: str) -> float | None:
-    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+def _opt_float(message: Message, field: str) -> float | None:
+    return cast(float, getattr(message, field)) if message.HasField(field) else None
 
 
 def symbol_spec(symbol: model_pb2.ProtoOASymbol, name: str) -> SymbolSpec:

@@ -15,7 +15,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
+
+from structlog.contextvars import bind_contextvars
 
 from cmamd.accounts import convert
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
@@ -111,6 +113,8 @@ class AccountSession:
         a permanent one (the token or the account refused) leaves the account failed.
         """
         self.status = "starting"
+        # This task and those it spawns log with the account bound.
+        bind_contextvars(account=self.name)
         self.connection.add_listener(self._on_envelope)
         self.connection.add_session_hook(self._reauthorise_hook)
         try:
@@ -293,33 +297,48 @@ class AccountSession:
     # catalogue -----------------------------------------------------------------------
     async def _load_catalogue(self) -> None:
         request = self.connection.request
-        trader_res = await request(
-            pb.ProtoOATraderReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
+        trader_res = cast(
+            pb.ProtoOATraderRes,
+            await request(
+                pb.ProtoOATraderReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
+            ),
         )
-        assets = await request(
-            pb.ProtoOAAssetListReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
+        assets = cast(
+            pb.ProtoOAAssetListRes,
+            await request(
+                pb.ProtoOAAssetListReq(ctidTraderAccountId=self.account_id),
+                priority=Priority.QUERY,
+            ),
         )
         self._asset_names = {a.assetId: a.name for a in assets.asset}
         self._set_trader(trader_res.trader)
-        light = await request(
-            pb.ProtoOASymbolsListReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
+        light = cast(
+            pb.ProtoOASymbolsListRes,
+            await request(
+                pb.ProtoOASymbolsListReq(ctidTraderAccountId=self.account_id),
+                priority=Priority.QUERY,
+            ),
         )
         names = {s.symbolId: s.symbolName for s in light.symbol}
         self._quote_assets = {s.symbolId: s.quoteAssetId for s in light.symbol}
         ids = sorted(names)
         by_id: dict[int, SymbolSpec] = {}
         for start in range(0, len(ids), SYMBOL_DETAIL_BATCH):
-            details = await request(
-                pb.ProtoOASymbolByIdReq(
-                    ctidTraderAccountId=self.account_id,
-                    symbolId=ids[start : start + SYMBOL_DETAIL_BATCH],
+            details = cast(
+                pb.ProtoOASymbolByIdRes,
+                await request(
+                    pb.ProtoOASymbolByIdReq(
+                        ctidTraderAccountId=self.account_id,
+                        symbolId=ids[start : start + SYMBOL_DETAIL_BATCH],
+                    ),
+                    priority=Priority.QUERY,
                 ),
-                priority=Priority.QUERY,
             )
             for symbol in details.symbol:
                 by_id[symbol.symbolId] = convert.symbol_spec(symbol, names[symbol.symbolId])
         self.state.symbols_by_id = by_id
         self.state.symbols_by_name = {spec.name: spec for spec in by_id.values()}
+        assert self.state.trader is not None  # set by _set_trader above
         self._log.info("catalogue loaded", symbols=len(by_id), kind=self.state.trader.kind.value)
 
     def _set_trader(self, trader: model_pb2.ProtoOATrader) -> None:
@@ -328,9 +347,12 @@ class AccountSession:
         self.state.trader = replace(info, deposit_asset=deposit)
 
     async def _refresh_pnl(self) -> None:
-        res = await self.connection.request(
-            pb.ProtoOAGetPositionUnrealizedPnLReq(ctidTraderAccountId=self.account_id),
-            priority=Priority.BACKGROUND,
+        res = cast(
+            pb.ProtoOAGetPositionUnrealizedPnLRes,
+            await self.connection.request(
+                pb.ProtoOAGetPositionUnrealizedPnLReq(ctidTraderAccountId=self.account_id),
+                priority=Priority.BACKGROUND,
+            ),
         )
         digits = res.moneyDigits if res.HasField("moneyDigits") else 2
         total = sum(p.netUnrealizedPnL for p in res.positionUnrealizedPnL)

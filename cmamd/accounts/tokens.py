@@ -44,11 +44,13 @@ class TokenKeeper:
 
     def seed(self, account_id: int, access_token: str | None, refresh_token: str | None) -> None:
         """Bootstrap tokens from the config, used only when the store has none yet."""
-        if self._store.get_tokens(account_id) is not None or not access_token:
+        if self._store.get_tokens(account_id) is not None or not (access_token or refresh_token):
             return
+        # A refresh token alone is enough: expired at 0, it is rotated before first use.
+        expires_at_ms = None if access_token else 0
         self._store.put_tokens(
             account_id,
-            StoredTokens(access_token, refresh_token or "", None, self._now_ms()),
+            StoredTokens(access_token or "", refresh_token or "", expires_at_ms, self._now_ms()),
         )
 
     def current(self, account_id: int) -> StoredTokens:

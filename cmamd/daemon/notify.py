@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-import sdnotify  # type: ignore[import-untyped]
+import sdnotify
 
 from cmamd.logs import get_logger
 

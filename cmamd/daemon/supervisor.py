@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.tokens import TokenKeeper
@@ -173,7 +173,7 @@ class Daemon:
                 follower = config.account(dest.account)
                 if not (master.enabled and follower.enabled):
                     continue
-                dest_id = f"{rule.name}:{follower.name}"
+                dest_id = _dest_id(config, rule.name, rule.source, dest.account)
                 started = self.store.get_meta(f"started:{dest_id}")
                 if started is None:
                     started = str(int(time.time() * 1000))
@@ -307,7 +307,7 @@ class Daemon:
         for rule in self.config.copy_rules:
             for dest in rule.destinations:
                 session = self.sessions.get(dest.account)
-                dest_id = f"{rule.name}:{dest.account}"
+                dest_id = _dest_id(self.config, rule.name, rule.source, dest.account)
                 if dest.equity_stop is None or session is None or not session.ready.is_set():
                     continue
                 equity = session.state.equity
@@ -340,7 +340,7 @@ class Daemon:
         counts = self._counts()
         stats = self.replicator.stats if self.replicator else None
         depth = self.replicator.queue.depth if self.replicator else 0
-        stopped = [k[len("equity-stop:") :] for k in self._equity_stopped()]
+        stopped = self._equity_stopped()
         text = (
             f"accounts {counts['accounts_ready']}/{counts['accounts_total']} ready; "
             f"copies {stats.done if stats else 0} done, {stats.rejected if stats else 0} rejected; "
@@ -353,15 +353,16 @@ class Daemon:
         return text
 
     def _equity_stopped(self) -> list[str]:
+        """``rule:follower`` of every destination frozen by its equity stop."""
         if self.config is None or self.store is None:
             return []
-        keys = []
+        stopped = []
         for rule in self.config.copy_rules:
             for dest in rule.destinations:
-                key = f"equity-stop:{rule.name}:{dest.account}"
-                if self.store.get_meta(key) == _fingerprint(dest):
-                    keys.append(key)
-        return keys
+                dest_id = _dest_id(self.config, rule.name, rule.source, dest.account)
+                if self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest):
+                    stopped.append(f"{rule.name}:{dest.account}")
+        return stopped
 
     # shutdown --------------------------------------------------------------------------
     async def _shutdown(self) -> None:
@@ -385,8 +386,14 @@ class Daemon:
         log.info("stopped")
 
 
-def _secret(value: object) -> str | None:
-    return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
+def _dest_id(config: Config, rule: str, master: str, follower: str) -> str:
+    """A destination's identity: by account ids, so renaming an account keeps its history,
+    and a rule pointed at another master starts afresh."""
+    return f"{rule}:{config.account(master).account_id}:{config.account(follower).account_id}"
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _fingerprint(dest: BaseModel) -> str:

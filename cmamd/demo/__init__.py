@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave the simulator and the daemon running afterwards (Ctrl-C to stop)",
     )
     parser.add_argument(
-        "--state-dir", default=None, help="where the demo daemon keeps its state (default: a temp dir)"
+        "--state-dir",
+        default=None,
+        help="where the demo daemon keeps its state (default: a temp dir)",
     )
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import cast
+
+from google.protobuf.message import Message
 
 from cmamd.accounts import convert
 from cmamd.accounts.model import OrderKind, Side, SymbolSpec
@@ -37,10 +40,16 @@ class MasterTrader:
         await trader._request(
             pb.ProtoOAAccountAuthReq(ctidTraderAccountId=account_id, accessToken=access_token)
         )
-        light = await trader._request(pb.ProtoOASymbolsListReq(ctidTraderAccountId=account_id))
+        light = cast(
+            pb.ProtoOASymbolsListRes,
+            await trader._request(pb.ProtoOASymbolsListReq(ctidTraderAccountId=account_id)),
+        )
         names = {s.symbolId: s.symbolName for s in light.symbol}
-        details = await trader._request(
-            pb.ProtoOASymbolByIdReq(ctidTraderAccountId=account_id, symbolId=sorted(names))
+        details = cast(
+            pb.ProtoOASymbolByIdRes,
+            await trader._request(
+                pb.ProtoOASymbolByIdReq(ctidTraderAccountId=account_id, symbolId=sorted(names))
+            ),
         )
         trader.symbols = {
             names[s.symbolId]: convert.symbol_spec(s, names[s.symbolId]) for s in details.symbol
@@ -118,10 +127,12 @@ class MasterTrader:
         if expiration_ms is not None:
             request.timeInForce = model_pb2.GOOD_TILL_DATE
             request.expirationTimestamp = expiration_ms
-        reply = await self._request(request)
+        reply = cast(pb.ProtoOAExecutionEvent, await self._request(request))
         return int(reply.order.orderId)
 
-    async def amend_pending(self, order_id: int, kind: OrderKind, volume: int, price: float) -> None:
+    async def amend_pending(
+        self, order_id: int, kind: OrderKind, volume: int, price: float
+    ) -> None:
         request = pb.ProtoOAAmendOrderReq(
             ctidTraderAccountId=self.account_id, orderId=order_id, volume=volume
         )
@@ -140,14 +151,16 @@ class MasterTrader:
         """A future resolved with the position id when ``order_id`` fills."""
         return self._fills.setdefault(order_id, asyncio.get_running_loop().create_future())
 
-    async def _until_filled(self, request: pb.ProtoOANewOrderReq | pb.ProtoOAClosePositionReq) -> int:
-        reply = await self._request(request)
+    async def _until_filled(
+        self, request: pb.ProtoOANewOrderReq | pb.ProtoOAClosePositionReq
+    ) -> int:
+        reply = cast(pb.ProtoOAExecutionEvent, await self._request(request))
         if reply.executionType == model_pb2.ORDER_FILLED:
             return int(reply.position.positionId)
         return await asyncio.wait_for(self.expect_fill(reply.order.orderId), 10)
 
-    async def _request(self, message: object) -> object:
-        return await self.connection.request(message, priority=Priority.QUERY)  # type: ignore[arg-type]
+    async def _request(self, message: Message) -> Message:
+        return await self.connection.request(message, priority=Priority.QUERY)
 
     def _on_envelope(self, envelope: Envelope) -> None:
         event = envelope.message

@@ -23,7 +23,7 @@ from cmamd.replication.labels import label, order_key, position_key
 from cmamd.sim import SimConfig, SimServer
 
 MASTER = "master"
-FOLLOWERS = {
+FOLLOWERS: dict[str, dict[str, Any]] = {
     "follower-hedged": {"volume": {"mode": "multiplier", "value": 2}},
     "follower-suffix": {
         "volume": {"mode": "equity_ratio", "value": 1},
@@ -33,7 +33,9 @@ FOLLOWERS = {
 }
 
 
-def demo_config(sim: dict[str, Any], port: int, state_dir: Path, secret_file: Path) -> dict[str, Any]:
+def demo_config(
+    sim: dict[str, Any], port: int, state_dir: Path, secret_file: Path
+) -> dict[str, Any]:
     accounts = {a["name"]: a for a in sim["accounts"]}
     return {
         "api": {
@@ -156,14 +158,21 @@ def final_book(world: DemoWorld, rules: dict[str, Destination]) -> list[str]:
     master_specs = world.master.symbols
     problems: list[str] = []
     columns: list[tuple[str, list[str]]] = [
-        (MASTER, [describe_position(p, master_specs.get(_name(master_specs, p.symbol_id))) for p in master_positions])
+        (
+            MASTER,
+            [
+                describe_position(p, master_specs.get(_name(master_specs, p.symbol_id)))
+                for p in master_positions
+            ],
+        )
     ]
     for follower, dest in rules.items():
         account = world.ids[follower]
         positions = broker.positions(account)
         specs = {s.name: s for s in _specs(world, account)}
         names = {s.symbol_id: s.name for s in specs.values()}
-        cells, claimed = [], set()
+        cells: list[str] = []
+        claimed: set[int] = set()
         for master_position in master_positions:
             trade = world.trades[master_position.position_id]
             expected = expected_copy(dest, trade, master_position, master_specs, specs)
@@ -174,12 +183,17 @@ def final_book(world: DemoWorld, rules: dict[str, Destination]) -> list[str]:
             claimed.update(p.position_id for p in copies)
             issues = compare(expected, copies, names)
             cells.append(
-                ", ".join(describe_position(p, specs.get(names.get(p.symbol_id, ""))) for p in copies)
+                ", ".join(
+                    describe_position(p, specs.get(names.get(p.symbol_id, ""))) for p in copies
+                )
                 or "(missing)"
             )
             problems += [f"{follower}: {trade.symbol}: {issue}" for issue in issues]
         for extra in (p for p in positions if p.position_id not in claimed):
-            problems.append(f"{follower}: unexpected position {describe_position(extra, specs.get(names.get(extra.symbol_id, '')))}")
+            extra_spec = specs.get(names.get(extra.symbol_id, ""))
+            problems.append(
+                f"{follower}: unexpected position {describe_position(extra, extra_spec)}"
+            )
         for order in broker.orders(account):
             problems.append(f"{follower}: unexpected pending order #{order.order_id}")
         columns.append((follower, cells))
@@ -216,30 +230,39 @@ async def run_demo(*, keep: bool = False, state_dir: str | None = None) -> int:
             secret_file.write_text(described["client_secret"])
             secret_file.chmod(0o600)
             config_path = work / "config.yaml"
-            config = demo_config(described, sim.port, Path(state_dir or work / "state"), secret_file)
+            config = demo_config(
+                described, sim.port, Path(state_dir or work / "state"), secret_file
+            )
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
             view.line(f"cmamd demo: simulated broker at {sim.url}, config {config_path}")
             for name, rule in FOLLOWERS.items():
-                view.line(f"  {MASTER} -> {name}: {yaml.safe_dump(rule, default_flow_style=True).strip()}")
+                view.line(
+                    f"  {MASTER} -> {name}: {yaml.safe_dump(rule, default_flow_style=True).strip()}"
+                )
             daemon = Daemon(config_path, environ={}, on_report=view.copy)
             daemon_task = asyncio.create_task(daemon.run())
             await asyncio.wait_for(daemon.started.wait(), 30)
             view.line(f"daemon ready: {daemon.status_line()}")
             master_account = next(a for a in described["accounts"] if a["name"] == MASTER)
             master = await MasterTrader.connect(
-                sim.url, described["client_id"], described["client_secret"],
-                ids[MASTER], master_account["access_token"],
+                sim.url,
+                described["client_id"],
+                described["client_secret"],
+                ids[MASTER],
+                master_account["access_token"],
             )
             world = DemoWorld(sim, daemon, master, ids, view, {})
             try:
                 await master_script(world)
+                assert daemon.config is not None  # loaded before daemon.started was set
                 rules = {d.account: d for d in daemon.config.copy_rules[0].destinations}
                 problems = final_book(world, rules)
                 latencies = sorted(view.latencies)
                 if latencies:
                     p50 = latencies[len(latencies) // 2]
                     view.line(
-                        f"\n{len(latencies)} copies, latency median {p50:.1f} ms, max {latencies[-1]:.1f} ms"
+                        f"\n{len(latencies)} copies, latency median {p50:.1f} ms,"
+                        f" max {latencies[-1]:.1f} ms"
                         " (master event received -> follower fill confirmed)"
                     )
                 if problems:
@@ -247,10 +270,14 @@ async def run_demo(*, keep: bool = False, state_dir: str | None = None) -> int:
                     for problem in problems:
                         view.line(f"  - {problem}")
                 else:
-                    view.line("\nVERDICT: PASS - every follower holds exactly what its rule prescribes")
+                    view.line(
+                        "\nVERDICT: PASS - every follower holds exactly what its rule prescribes"
+                    )
                 if keep:
-                    view.line(f"\n--keep: simulator at {sim.url} (client_id {described['client_id']}); "
-                              "daemon running. Ctrl-C to stop.")
+                    view.line(
+                        f"\n--keep: simulator at {sim.url} (client_id {described['client_id']}); "
+                        "daemon running. Ctrl-C to stop."
+                    )
                     await _wait_for_interrupt()
             finally:
                 await master.close_connection()

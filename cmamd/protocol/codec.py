@@ -90,7 +90,8 @@ def decode(frame: bytes) -> Envelope:
     except DecodeError as exc:
         raise ProtocolError(f"malformed {cls.__name__}: {exc}") from None
     if not message.IsInitialized():
-        missing = ", ".join(message.FindInitializationErrors())
+        # Present on every runtime Message, but absent from types-protobuf's stubs.
+        missing = ", ".join(message.FindInitializationErrors())  # type: ignore[attr-defined]
         raise ProtocolError(f"{cls.__name__} lacks required fields: {missing}")
     client_msg_id = envelope.clientMsgId if envelope.HasField("clientMsgId") else None
     return Envelope(envelope.payloadType, message, client_msg_id)

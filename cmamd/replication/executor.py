@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from structlog.contextvars import bound_contextvars
+
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
@@ -40,6 +42,13 @@ log = get_logger("cmamd.replication")
 
 MAX_ROUNDS_PER_TAKE = 4
 """Plan/execute rounds for one key before yielding: convergence takes 1-2 in practice."""
+RETRY_LATER_CODES = frozenset(
+    {"MARKET_CLOSED", "SYMBOL_HAS_HOLIDAY", "TRADING_DISABLED", "NO_QUOTES"}
+)
+"""Refusals of a close/amend/cancel that pass with time: retried, or a close would be missed.
+A refused *open* is never retried: by the time the market opens the trade is stale."""
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +77,7 @@ class Stats:
 class Destination:
     """A configured copy target with the names the logs use."""
 
-    id: str  # f"{rule}:{follower name}"
+    id: str  # "rule:master id:follower id"
     target: CopyTarget
     master: str
     follower: str
@@ -103,6 +112,7 @@ class Replicator:
         self._origins: dict[int, dict[str, str]] = {}
         # follower symbol ids with an open/placement in flight, per destination and key
         self._opening: dict[str, dict[str, int]] = {}
+        self._retry_delays: dict[WorkKey, float] = {}
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
@@ -227,6 +237,15 @@ class Replicator:
                 self.queue.done(work)
 
     async def _process(self, work: WorkKey, since: float) -> None:
+        dest = self._destinations.get(work[0])
+        if dest is None:
+            return
+        # Every line logged while this item is worked on (connection layer included) says
+        # which rule, follower and master item it is about.
+        with bound_contextvars(rule=dest.target.rule, follower=dest.follower, master_item=work[2]):
+            await self._process_bound(work, since)
+
+    async def _process_bound(self, work: WorkKey, since: float) -> None:
         dest_id, _, key = work
         for _ in range(MAX_ROUNDS_PER_TAKE):
             dest = self._destinations.get(dest_id)
@@ -282,8 +301,8 @@ class Replicator:
                 intent, follower.state.symbols_by_id, follower.state.positions
             )
             opens = isinstance(intent, OpenPosition | PlacePendingOrder)
-            if opens:
-                opening[plan.key] = intent.symbol_id  # type: ignore[union-attr]
+            if isinstance(intent, OpenPosition | PlacePendingOrder):
+                opening[plan.key] = intent.symbol_id
             try:
                 outcome, detail, filled = await self._send(follower, intent)
             finally:
@@ -298,8 +317,11 @@ class Replicator:
                 elif outcome == "rejected":
                     self._save_link(dest.id, link.rejected(detail, self._now_ms()))
             if outcome == "done":
+                self._retry_delays.pop((dest.id, dest.target.follower_account_id, plan.key), None)
                 continue
             if outcome == "rejected":
+                if intent.reduces_risk and detail in RETRY_LATER_CODES:
+                    self._retry_later(dest, plan.key, detail)
                 return False
             await self._settle(follower)
             self._store.journal_outcome(intent_id, "resolved", "settled by reconciling the account")
@@ -355,6 +377,22 @@ class Replicator:
                 await asyncio.sleep(self._settle_s)
 
     # helpers ---------------------------------------------------------------------------
+    def _retry_later(self, dest: Destination, key: str, code: str) -> None:
+        """Plan ``key`` again after a growing pause (30 s doubling to 5 min), indefinitely."""
+        work = (dest.id, dest.target.follower_account_id, key)
+        delay = min(self._retry_delays.get(work, RETRY_FIRST_S / 2) * 2, RETRY_MAX_S)
+        self._retry_delays[work] = delay
+        log.warning(
+            "risk-reducing order refused; retrying later",
+            code=code,
+            in_s=delay,
+            rule=dest.target.rule,
+            follower=dest.follower,
+            master_item=key,
+        )
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, lambda: self.queue.push(work, at=time.monotonic(), urgent=True))
+
     def _now_ms(self) -> int:
         return int(self._wall_clock() * 1000)
 

@@ -72,16 +72,16 @@ def build_request(intent: Intent) -> Message:
             ctidTraderAccountId=account, positionId=intent.position_id, volume=intent.volume
         )
     if isinstance(intent, AmendPositionProtection):
-        req = pb.ProtoOAAmendPositionSLTPReq(
+        sltp = pb.ProtoOAAmendPositionSLTPReq(
             ctidTraderAccountId=account, positionId=intent.position_id
         )
         if intent.stop_loss is not None:
-            req.stopLoss = intent.stop_loss
+            sltp.stopLoss = intent.stop_loss
         if intent.take_profit is not None:
-            req.takeProfit = intent.take_profit
-        return req
+            sltp.takeProfit = intent.take_profit
+        return sltp
     if isinstance(intent, PlacePendingOrder):
-        req = pb.ProtoOANewOrderReq(
+        pending = pb.ProtoOANewOrderReq(
             ctidTraderAccountId=account,
             symbolId=intent.symbol_id,
             orderType=ORDER_KIND_TO_PB[intent.kind],
@@ -90,41 +90,49 @@ def build_request(intent: Intent) -> Message:
             label=intent.label,
             clientOrderId=intent.client_order_id,
         )
-        _set_price(req, intent.kind, intent.price)
-        _set_protection(req, intent.stop_loss, intent.take_profit)
+        _set_price(pending, intent.kind, intent.price)
+        _set_protection(pending, intent.stop_loss, intent.take_profit)
         if intent.expiration_ms is not None:
-            req.timeInForce = model_pb2.GOOD_TILL_DATE
-            req.expirationTimestamp = intent.expiration_ms
-        return req
+            pending.timeInForce = model_pb2.GOOD_TILL_DATE
+            pending.expirationTimestamp = intent.expiration_ms
+        return pending
     if isinstance(intent, AmendPendingOrder):
-        req = pb.ProtoOAAmendOrderReq(
+        amend = pb.ProtoOAAmendOrderReq(
             ctidTraderAccountId=account, orderId=intent.order_id, volume=intent.volume
         )
-        _set_price(req, intent.kind, intent.price)
-        _set_protection(req, intent.stop_loss, intent.take_profit)
+        _set_price(amend, intent.kind, intent.price)
+        _set_protection(amend, intent.stop_loss, intent.take_profit)
         if intent.expiration_ms is not None:
-            req.expirationTimestamp = intent.expiration_ms
-        return req
+            amend.expirationTimestamp = intent.expiration_ms
+        return amend
     if isinstance(intent, CancelPendingOrder):
         return pb.ProtoOACancelOrderReq(ctidTraderAccountId=account, orderId=intent.order_id)
     raise TypeError(f"no request for {type(intent).__name__}")
 
 
-def _set_price(req: Message, kind: OrderKind, price: float) -> None:
+_PendingOrderReq = pb.ProtoOANewOrderReq | pb.ProtoOAAmendOrderReq
+"""The requests that carry a pending order's price and protection."""
+
+
+def _set_price(req: _PendingOrderReq, kind: OrderKind, price: float) -> None:
     if kind is OrderKind.LIMIT:
-        req.limitPrice = price  # type: ignore[attr-defined]
+        req.limitPrice = price
     else:
-        req.stopPrice = price  # type: ignore[attr-defined]
+        req.stopPrice = price
 
 
-def _set_protection(req: Message, stop_loss: float | None, take_profit: float | None) -> None:
+def _set_protection(
+    req: _PendingOrderReq, stop_loss: float | None, take_profit: float | None
+) -> None:
     if stop_loss is not None:
-        req.stopLoss = stop_loss  # type: ignore[attr-defined]
+        req.stopLoss = stop_loss
     if take_profit is not None:
-        req.takeProfit = take_profit  # type: ignore[attr-defined]
+        req.takeProfit = take_profit
 
 
-def summarize(intent: Intent, symbols: Mapping[int, SymbolSpec], positions: Mapping[int, Position]) -> str:
+def summarize(
+    intent: Intent, symbols: Mapping[int, SymbolSpec], positions: Mapping[int, Position]
+) -> str:
     """A short human description for logs and the demo, e.g. ``open buy 1.2 lots EURUSD``."""
 
     def lots(symbol_id: int, volume: int) -> str:
@@ -132,7 +140,11 @@ def summarize(intent: Intent, symbols: Mapping[int, SymbolSpec], positions: Mapp
         if spec is None:
             return f"{volume} cents"
         amount = units.volume_to_lots(volume, spec.lot_size)
-        text = f"{amount:.2f}" if amount == amount.quantize(Decimal("0.01")) else f"{amount.normalize():f}"
+        text = (
+            f"{amount:.2f}"
+            if amount == amount.quantize(Decimal("0.01"))
+            else f"{amount.normalize():f}"
+        )
         return f"{text} lot" if text == "1.00" else f"{text} lots"
 
     def name(symbol_id: int) -> str:
@@ -140,7 +152,8 @@ def summarize(intent: Intent, symbols: Mapping[int, SymbolSpec], positions: Mapp
         return spec.name if spec else f"symbol {symbol_id}"
 
     if isinstance(intent, OpenPosition):
-        return f"open {intent.side.value} {lots(intent.symbol_id, intent.volume)} {name(intent.symbol_id)}"
+        amount = lots(intent.symbol_id, intent.volume)
+        return f"open {intent.side.value} {amount} {name(intent.symbol_id)}"
     if isinstance(intent, ClosePosition):
         position = positions.get(intent.position_id)
         if position is None:

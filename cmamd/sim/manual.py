@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from cmamd.accounts.model import OrderKind, Side
 from cmamd.protocol.errors import OrderError
@@ -60,7 +60,7 @@ class ManualTrading:
             request.positionId = position_id
         events = self._run(account_id, self.broker.new_order, request)
         filled = [e.message for e in events if _execution_type(e) == model_pb2.ORDER_FILLED]
-        position: int = filled[0].position.positionId  # type: ignore[attr-defined]
+        position: int = cast(messages_pb2.ProtoOAExecutionEvent, filled[0]).position.positionId
         return position
 
     def place_pending_order(
@@ -101,7 +101,7 @@ class ManualTrading:
             request.timeInForce = model_pb2.GOOD_TILL_DATE
             request.expirationTimestamp = expiration_ms
         events = self._run(account_id, self.broker.new_order, request)
-        order_id: int = events[0].message.order.orderId  # type: ignore[attr-defined]
+        order_id: int = cast(messages_pb2.ProtoOAExecutionEvent, events[0].message).order.orderId
         return order_id
 
     def amend_pending_order(
