@@ -123,8 +123,8 @@ class AccountSession:
             if _is_permanent(exc):
                 self._fail(str(exc))
                 return
+            # retried in the background; the P&L loop below must run once it succeeds
             self._start_recovery(f"start-up failed: {exc}")
-            return
         if self._pnl_interval_s:
             self._spawn(self._refresh_pnl_forever(self._pnl_interval_s))
 

@@ -67,6 +67,7 @@ class Daemon:
         self.sessions: dict[str, AccountSession] = {}
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._stopping = False
+        self._starting: set[asyncio.Task[None]] = set()
         self.started = asyncio.Event()
 
     # entry ---------------------------------------------------------------------------
@@ -149,11 +150,14 @@ class Daemon:
             pnl_interval_s=PNL_INTERVAL_S if wants_equity else None,
         )
         self.sessions[account.name] = session
-        try:
-            await asyncio.wait_for(session.start(), ACCOUNT_START_TIMEOUT_S)
-        except TimeoutError:
-            session.status, session.error = "failed", "start-up timed out"
-            log.error("account start-up timed out", account=account.name)
+        # Not cancelled when slow: READY must not wait forever for one account, but the
+        # account keeps coming up in the background and copies once it is ready.
+        starting = asyncio.create_task(session.start(), name=f"start-{account.name}")
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+        done, _ = await asyncio.wait({starting}, timeout=ACCOUNT_START_TIMEOUT_S)
+        if not done:
+            log.warning("account still starting; going on without it", account=account.name)
 
     async def _stop_account(self, name: str, *, logout: bool) -> None:
         assert self.pool is not None
@@ -377,6 +381,9 @@ class Daemon:
                     "shutdown: queue not drained in time", depth=self.replicator.queue.depth
                 )
             await self.replicator.stop()
+        for task in list(self._starting):
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
         for name in list(self.sessions):
             await self._stop_account(name, logout=False)
         if self.pool is not None:

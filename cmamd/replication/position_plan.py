@@ -166,13 +166,15 @@ def _decide_open(
         return plan.note(f"undecided: {waiting}")
     age_ms = inputs.now_ms - master_position.open_ms
     existing = master_position.open_ms < inputs.target.started_ms
-    if age_ms > dest.max_delay_s * 1000 and not (dest.copy_existing and existing):
-        why = " (it predates the copy and copy_existing is off)" if existing else ""
+    if existing and not dest.copy_existing:
+        reason = "it was already open when this copy started and copy_existing is off"
+        return _skip(plan, inputs, master_position, Skip(reason))
+    if age_ms > dest.max_delay_s * 1000 and not existing:
         return _skip(
             plan,
             inputs,
             master_position,
-            Skip(f"opened {age_ms / 1000:.1f}s ago, beyond max_delay_s={dest.max_delay_s:g}{why}"),
+            Skip(f"opened {age_ms / 1000:.1f}s ago, beyond max_delay_s={dest.max_delay_s:g}"),
         )
     master_spec = inputs.master.symbols_by_id[master_position.symbol_id]
     spec = map_symbol(dest.symbols, master_spec.name, inputs.follower.symbols_by_name)

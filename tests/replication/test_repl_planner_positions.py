@@ -211,6 +211,21 @@ def test_copy_existing_opens_positions_that_predate_the_start() -> None:
     assert skipped is not None and skipped.status is LinkStatus.SKIPPED
 
 
+def test_positions_open_when_the_copy_starts_need_copy_existing_however_fresh() -> None:
+    # opened 5 s before the destination first started, planned 2 s after: within max_delay,
+    # but it was already open when the rule started
+    just_before = master(position(1, LOT, opened_ms=STARTED_MS - 5_000))
+    now = STARTED_MS + 2_000
+    skipped = plan(target(), "p1", just_before, follower(), now_ms=now).link
+    assert skipped is not None and skipped.status is LinkStatus.SKIPPED
+    assert "already open when this copy started" in skipped.reason
+    (intent,) = plan(target(copy_existing=True), "p1", just_before, follower(), now_ms=now).intents
+    assert isinstance(intent, OpenPosition)
+    just_after = master(position(1, LOT, opened_ms=STARTED_MS + 1_000))
+    (intent,) = plan(target(), "p1", just_after, follower(), now_ms=now).intents
+    assert isinstance(intent, OpenPosition)
+
+
 def test_close_only_opens_nothing_but_reduces_closes_and_amends() -> None:
     tgt = target(mode="close_only")
     fresh = plan(tgt, "p1", master(position(1, LOT)), follower())
