@@ -11,6 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TypeVar, cast
 
+from cmamd.accounts.convert import SIDE_TO_PB
 from cmamd.accounts.model import OrderKind, Side
 from cmamd.protocol.errors import OrderError
 from cmamd.protocol.proto import messages_pb2, model_pb2
@@ -19,7 +20,6 @@ from cmamd.sim.validation import Rejected
 
 R = TypeVar("R")
 
-_SIDES = {Side.BUY: model_pb2.BUY, Side.SELL: model_pb2.SELL}
 _PENDING = {OrderKind.LIMIT: model_pb2.LIMIT, OrderKind.STOP: model_pb2.STOP}
 
 
@@ -47,7 +47,7 @@ class ManualTrading:
             ctidTraderAccountId=account_id,
             symbolId=self.broker.symbol_named(account_id, symbol).symbol_id,
             orderType=model_pb2.MARKET,
-            tradeSide=_SIDES[Side(side)],
+            tradeSide=SIDE_TO_PB[Side(side)],
             volume=volume,
             label=label,
             comment=comment,
@@ -84,7 +84,7 @@ class ManualTrading:
             ctidTraderAccountId=account_id,
             symbolId=self.broker.symbol_named(account_id, symbol).symbol_id,
             orderType=order_type,
-            tradeSide=_SIDES[Side(side)],
+            tradeSide=SIDE_TO_PB[Side(side)],
             volume=volume,
             label=label,
             comment=comment,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from cmamd.accounts.model import AccountKind, OrderKind, PendingOrder, Position, Side, TraderInfo
+from cmamd.accounts.convert import ORDER_KINDS, SIDES
+from cmamd.accounts.model import AccountKind, PendingOrder, Position, TraderInfo
 from cmamd.protocol.proto import messages_pb2, model_pb2
 from cmamd.protocol.units import money
 from cmamd.sim.config import SymbolConfig
@@ -21,15 +22,6 @@ from cmamd.sim.protos import (
 )
 from cmamd.sim.records import SimAccount, SimOrder, SimPosition
 from cmamd.sim.validation import Rejected, RequestError
-
-_SIDES = {model_pb2.BUY: Side.BUY, model_pb2.SELL: Side.SELL}
-_KINDS = {
-    model_pb2.LIMIT: OrderKind.LIMIT,
-    model_pb2.STOP: OrderKind.STOP,
-    model_pb2.MARKET: OrderKind.MARKET,
-    model_pb2.MARKET_RANGE: OrderKind.MARKET_RANGE,
-    model_pb2.STOP_LIMIT: OrderKind.STOP_LIMIT,
-}
 
 
 class BrokerViews:
@@ -238,7 +230,7 @@ def _position(position: SimPosition) -> Position:
     return Position(
         position_id=position.position_id,
         symbol_id=position.symbol_id,
-        side=_SIDES[position.side],
+        side=SIDES[position.side],
         volume=position.volume,
         entry_price=position.price,
         stop_loss=position.stop_loss,
@@ -254,8 +246,8 @@ def _order(order: SimOrder) -> PendingOrder:
     return PendingOrder(
         order_id=order.order_id,
         symbol_id=order.symbol_id,
-        side=_SIDES[order.side],
-        kind=_KINDS[order.order_type],
+        side=SIDES[order.side],
+        kind=ORDER_KINDS[order.order_type],
         volume=order.volume,
         limit_price=order.limit_price,
         stop_price=order.stop_price,
