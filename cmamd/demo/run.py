@@ -145,6 +145,7 @@ async def master_script(world: DemoWorld) -> None:
     us500 = await asyncio.wait_for(filled, 10)
     world.opened(us500, "US500", origin_order=order)
     await world.settle()
+    view.note("each follower's pending copy filled on its own broker: adopted, no new order")
 
     view.step("closes XAUUSD")
     await master.close(gold, master.volume("XAUUSD", "0.30"))

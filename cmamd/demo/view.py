@@ -24,6 +24,9 @@ class DemoView:
     def step(self, text: str) -> None:
         self.line(f"\n[{time.monotonic() - self._t0:6.2f}s] master: {text}")
 
+    def note(self, text: str) -> None:
+        self.line(f"          -> {text}")
+
     def copy(self, report: CopyReport) -> None:
         if report.outcome == "done":
             self.latencies.append(report.latency_ms)
