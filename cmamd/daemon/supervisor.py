@@ -42,6 +42,8 @@ log = get_logger("cmamd.daemon")
 
 EX_CONFIG = 78  # sysexits: the unit's RestartPreventExitStatus keeps systemd from looping
 STATUS_INTERVAL_S = 5.0
+HOUSEKEEPING_INTERVAL_S = 3600.0
+HISTORY_DAYS = 30  # closed links and settled journal entries kept this long
 PNL_INTERVAL_S = 15.0
 ACCOUNT_START_TIMEOUT_S = 120.0
 EQUITY_MODES = {VolumeMode.EQUITY_RATIO, VolumeMode.RISK_PERCENT}
@@ -68,6 +70,7 @@ class Daemon:
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._stopping = False
         self._starting: set[asyncio.Task[None]] = set()
+        self._last_housekeeping = 0.0
         self.started = asyncio.Event()
 
     # entry ---------------------------------------------------------------------------
@@ -230,6 +233,7 @@ class Daemon:
             except TimeoutError:
                 self._check_equity_stops()
                 self._update_status()
+                self._housekeeping()
                 continue
             if signum == signal.SIGHUP:
                 try:
@@ -330,6 +334,18 @@ class Daemon:
                 tripped = True
         if tripped:
             self.replicator.set_destinations(self._destinations(self.config))
+
+    def _housekeeping(self) -> None:
+        """Hourly: forget closed links and settled journal entries older than the history."""
+        now = time.monotonic()
+        if self.store is None or now - self._last_housekeeping < HOUSEKEEPING_INTERVAL_S:
+            return
+        self._last_housekeeping = now
+        cutoff_ms = int((time.time() - HISTORY_DAYS * 86400) * 1000)
+        links = self.store.delete_closed_links(cutoff_ms)
+        entries = self.store.prune_journal(cutoff_ms)
+        if links or entries:
+            log.info("state pruned", closed_links=links, journal_entries=entries, days=HISTORY_DAYS)
 
     def _counts(self) -> dict[str, int]:
         ready = sum(1 for s in self.sessions.values() if s.ready.is_set())

@@ -203,6 +203,11 @@ class Replicator:
             settled += 1
         return settled
 
+    @property
+    def live_links(self) -> int:
+        """Links held in memory: items still open on a master, or still being settled."""
+        return sum(len(links) for links in self._links.values())
+
     def stop_intake(self) -> None:
         """On shutdown: master changes are no longer turned into work."""
         self._accepting = False
@@ -273,6 +278,7 @@ class Replicator:
             if not plan.intents:
                 if plan.link is not None and plan.link != link:
                     self._save_link(dest_id, plan.link)
+                self._forget_if_done(dest_id, key, plan.link or link, master)
                 return
             if not await self._execute(dest, plan, since):
                 return
@@ -395,6 +401,21 @@ class Replicator:
 
     def _now_ms(self) -> int:
         return int(self._wall_clock() * 1000)
+
+    def _forget_if_done(
+        self, dest_id: str, key: str, link: Link | None, master: AccountSession
+    ) -> None:
+        """Drop a finished item's link from memory (the store keeps it for the record).
+
+        Without this the cache, and every plan's walk over it, grows with the history of
+        all trades ever copied.
+        """
+        if link is None or link.active:
+            return
+        item_id = int(key[1:])
+        items = master.state.positions if key[0] == "p" else master.state.orders
+        if item_id not in items:
+            self._links.get(dest_id, {}).pop(key, None)
 
     def _save_link(self, dest_id: str, link: Link) -> None:
         self._store.put_link(link.to_dict())

@@ -92,6 +92,9 @@ async def test_open_partial_close_sl_tp_and_close_reach_every_follower(
         assert sim.broker.positions(ids[account]) == []
     stats = daemon.daemon.replicator.stats
     assert (stats.rejected, stats.unknown) == (0, 0)
+    # finished items leave memory (the store keeps them for the record)
+    assert daemon.daemon.replicator.live_links == 0
+    assert len(daemon.daemon.store.links(include_closed=True)) == 3
 
 
 async def test_partial_close_remainder_below_minimum_closes_the_copy(

@@ -1,0 +1,1 @@
+"""cmamd benchmarks: ``python -m bench`` (see bench/README.md)."""

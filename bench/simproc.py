@@ -1,0 +1,51 @@
+"""``python -m bench.simproc --followers N --describe PATH``: the bench world's simulator in
+a process of its own (for the memory scenario, so its memory is not the daemon's).
+
+Writes the description (url, credentials, accounts) to PATH once listening; serves until
+SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+from bench import world
+from cmamd.logs import configure_logging
+from cmamd.sim import SimServer
+
+
+async def serve(followers: int, describe: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    sim = SimServer(world.sim_config(followers))
+    await sim.start()
+    try:
+        description = {**sim.describe(), "port": sim.port}
+        temporary = describe.with_name(f".{describe.name}.tmp")
+        temporary.write_text(json.dumps(description))
+        os.replace(temporary, describe)
+        parent = os.getppid()
+        while not stop.is_set() and os.getppid() == parent:  # orphaned: the bench is gone
+            await asyncio.sleep(0.5)
+    finally:
+        await sim.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.simproc")
+    parser.add_argument("--followers", type=int, required=True)
+    parser.add_argument("--describe", type=Path, required=True)
+    args = parser.parse_args()
+    configure_logging("warning", "json")
+    asyncio.run(serve(args.followers, args.describe))
+
+
+if __name__ == "__main__":
+    main()
