@@ -76,7 +76,9 @@ def test_message_matches_schema(descriptor: Descriptor, schema: dict[str, Any]) 
             "type_name": (
                 field.message_type.name
                 if field.message_type
-                else field.enum_type.name if field.enum_type else None
+                else field.enum_type.name
+                if field.enum_type
+                else None
             ),
             "default": _default(field),
         }

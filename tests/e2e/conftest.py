@@ -27,8 +27,12 @@ def ids(sim: SimServer) -> dict[str, int]:
 def make_config(sim: SimServer, tmp_path: Path) -> Callable[..., Path]:
     """Write a daemon config for ``accounts`` and copy ``rules``; returns its path."""
 
-    def make(accounts: list[str], rules: list[dict[str, Any]], name: str = "config.yaml", **kw: Any) -> Path:
-        data = daemon_config(sim, tmp_path / "state", tmp_path / "client_secret", accounts, rules, **kw)
+    def make(
+        accounts: list[str], rules: list[dict[str, Any]], name: str = "config.yaml", **kw: Any
+    ) -> Path:
+        data = daemon_config(
+            sim, tmp_path / "state", tmp_path / "client_secret", accounts, rules, **kw
+        )
         return write_yaml(tmp_path / name, data)
 
     return make
@@ -53,7 +57,11 @@ async def connect_master(sim: SimServer, name: str = "master") -> MasterTrader:
     described = sim.describe()
     account = next(a for a in described["accounts"] if a["name"] == name)
     return await MasterTrader.connect(
-        sim.url, described["client_id"], described["client_secret"], account["account_id"], account["access_token"]
+        sim.url,
+        described["client_id"],
+        described["client_secret"],
+        account["account_id"],
+        account["access_token"],
     )
 
 

@@ -42,7 +42,11 @@ def daemon_config(
     secret_file.write_text(described["client_secret"])
     entries = []
     for name in accounts:
-        entry: dict[str, Any] = {"name": name, "account_id": by_name[name]["account_id"], "live": False}
+        entry: dict[str, Any] = {
+            "name": name,
+            "account_id": by_name[name]["account_id"],
+            "live": False,
+        }
         if bootstrap_tokens:
             entry["access_token"] = by_name[name]["access_token"]
             entry["refresh_token"] = by_name[name]["refresh_token"]
@@ -169,7 +173,9 @@ class InProcessDaemon:
         )
         self.task = asyncio.create_task(self.daemon.run())
         started = asyncio.create_task(self.daemon.started.wait())
-        done, _ = await asyncio.wait({started, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {started, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if self.task in done:
             raise AssertionError(f"daemon exited during start-up: {self.task.result()}")
         assert started in done, "daemon not started in time"

@@ -16,14 +16,15 @@ from cmamd.state.store import StateStore
 from .kit import DaemonProcess, eventually
 
 NEW_ORDER = 2106
-READY = "\"event\": \"ready\""
+READY = '"event": "ready"'
 RULES = [{"name": "r", "source": "master", "destinations": [{"account": "follower-hedged"}]}]
 ACCOUNTS = ["master", "follower-hedged"]
 
 
 def follower_orders(sim: SimServer, follower: int, since: int = 0) -> list[Any]:
     return [
-        r for r in sim.record[since:]
+        r
+        for r in sim.record[since:]
         if r.name == "ProtoOANewOrderReq" and r.message.ctidTraderAccountId == follower
     ]
 
@@ -38,7 +39,9 @@ async def test_unanswered_order_is_settled_by_reconcile_not_resent(
     await eventually(lambda: daemon.daemon.replicator.stats.unknown == 1, 10, "unknown outcome")
     await daemon.settle()
     copies = sim.broker.positions(ids["follower-hedged"])
-    assert [(c.volume, c.label) for c in copies] == [(1_000_000, label(ids["master"], f"p{position}"))]
+    assert [(c.volume, c.label) for c in copies] == [
+        (1_000_000, label(ids["master"], f"p{position}"))
+    ]
     assert len(follower_orders(sim, ids["follower-hedged"])) == 1
     outcomes = [e.outcome for e in daemon.daemon.store.journal(ids["follower-hedged"])]
     assert outcomes == ["resolved"]
@@ -65,7 +68,10 @@ async def test_link_dropped_mid_copy_reconnects_reauthorises_and_does_not_duplic
     assert [(c.side.value, c.volume) for c in copies] == [("sell", 500_000)]
     assert len(follower_orders(sim, ids["follower-hedged"])) == 1
     reauth = [r for r in sim.record if r.name == "ProtoOAAccountAuthReq"]
-    assert {r.message.ctidTraderAccountId for r in reauth[-2:]} == {ids["master"], ids["follower-hedged"]}
+    assert {r.message.ctidTraderAccountId for r in reauth[-2:]} == {
+        ids["master"],
+        ids["follower-hedged"],
+    }
     sim.close_position(ids["master"], position)
     await daemon.settle()
     assert sim.broker.positions(ids["follower-hedged"]) == []
@@ -81,12 +87,27 @@ async def test_crash_after_link_write_before_send_opens_exactly_once(
     # What a kill -9 between "link and journal committed" and "request sent" leaves behind:
     position = sim.place_market_order(ids["master"], "EURUSD", "buy", 300_000)
     key = f"p{position}"
-    link = Link("r", ids["master"], ids["follower-hedged"], key, LinkStatus.OPENING,
-                master_volume=300_000, follower_volume=300_000, seq=1,
-                updated_ms=int(time.time() * 1000))
+    link = Link(
+        "r",
+        ids["master"],
+        ids["follower-hedged"],
+        key,
+        LinkStatus.OPENING,
+        master_volume=300_000,
+        follower_volume=300_000,
+        seq=1,
+        updated_ms=int(time.time() * 1000),
+    )
     with StateStore.open(tmp_path / "state") as store:
-        store.record_intent(link.to_dict(), "crashed-intent", ids["follower-hedged"], key,
-                            "OpenPosition", client_order_id(ids["master"], key, 1), {"volume": 300_000})
+        store.record_intent(
+            link.to_dict(),
+            "crashed-intent",
+            ids["follower-hedged"],
+            key,
+            "OpenPosition",
+            client_order_id(ids["master"], key, 1),
+            {"volume": 300_000},
+        )
     second = daemons(config)
     await second.start()
     await second.settle()
@@ -103,7 +124,9 @@ async def test_crash_after_send_before_fill_adopts_the_copy_on_restart(
     daemon = DaemonProcess(config, {}, tmp_path / "daemon.log")
     daemon.start()
     try:
-        await eventually(lambda: any(r.name == "ProtoOAReconcileReq" for r in sim.record), 15, "start")
+        await eventually(
+            lambda: any(r.name == "ProtoOAReconcileReq" for r in sim.record), 15, "start"
+        )
         await eventually(lambda: READY in daemon.log_text(), 15, "ready")
         sim.swallow_next(1, {NEW_ORDER})
         position = sim.place_market_order(ids["master"], "XAUUSD", "buy", 500)
@@ -114,11 +137,15 @@ async def test_crash_after_send_before_fill_adopts_the_copy_on_restart(
         await eventually(lambda: daemon.log_text().count(READY) >= 2, 15, "restarted")
         await asyncio.sleep(0.5)
         copies = sim.broker.positions(ids["follower-hedged"])
-        assert [(c.volume, c.label) for c in copies] == [(500, label(ids["master"], f"p{position}"))]
+        assert [(c.volume, c.label) for c in copies] == [
+            (500, label(ids["master"], f"p{position}"))
+        ]
         assert follower_orders(sim, ids["follower-hedged"], since=mark) == []
         assert "settled by reconcile" in daemon.log_text()
         sim.close_position(ids["master"], position)
-        await eventually(lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "copy closed")
+        await eventually(
+            lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "copy closed"
+        )
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait() == 0
     finally:
@@ -128,17 +155,29 @@ async def test_crash_after_send_before_fill_adopts_the_copy_on_restart(
 async def test_repeated_kill_9_during_trading_converges_without_duplicates(
     sim: SimServer, ids: dict[str, int], make_config: Any, tmp_path: Path
 ) -> None:
-    rules = [{"name": "r", "source": "master", "destinations": [
-        {"account": "follower-hedged"}, {"account": "follower-suffix", "symbols": {"add_suffix": ".m"}}]}]
+    rules = [
+        {
+            "name": "r",
+            "source": "master",
+            "destinations": [
+                {"account": "follower-hedged"},
+                {"account": "follower-suffix", "symbols": {"add_suffix": ".m"}},
+            ],
+        }
+    ]
     config = make_config(["master", "follower-hedged", "follower-suffix"], rules)
     daemon = DaemonProcess(config, {}, tmp_path / "daemon.log")
     opened: list[int] = []
     try:
         for cycle in range(3):
             daemon.start()
-            await eventually(lambda: daemon.log_text().count(READY) > cycle, 15, "ready")
+            await eventually(lambda n=cycle + 1: daemon.log_text().count(READY) >= n, 15, "ready")
             for symbol in ("EURUSD", "XAUUSD", "US500"):
-                opened.append(sim.place_market_order(ids["master"], symbol, "buy", 1_000 if symbol != "EURUSD" else 100_000))
+                opened.append(
+                    sim.place_market_order(
+                        ids["master"], symbol, "buy", 1_000 if symbol != "EURUSD" else 100_000
+                    )
+                )
             if len(opened) > 3:
                 sim.close_position(ids["master"], opened.pop(0))
             await asyncio.sleep(0.005 * (cycle + 1))  # kill at a different instant each time
@@ -165,8 +204,13 @@ async def test_close_refused_while_trading_is_disabled_is_retried_until_it_passe
     sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr("cmamd.replication.executor.RETRY_FIRST_S", 0.2)
-    rules = [{"name": "r", "source": "master", "destinations": [
-        {"account": "follower-suffix", "symbols": {"add_suffix": ".m"}}]}]
+    rules = [
+        {
+            "name": "r",
+            "source": "master",
+            "destinations": [{"account": "follower-suffix", "symbols": {"add_suffix": ".m"}}],
+        }
+    ]
     daemon = daemons(make_config(["master", "follower-suffix"], rules))
     await daemon.start()
     position = sim.place_market_order(ids["master"], "EURUSD", "buy", 200_000)

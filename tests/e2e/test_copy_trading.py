@@ -3,6 +3,7 @@ prescribes. Everything runs over real sockets against the simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,8 +48,12 @@ def _symbols(sim: SimServer, account_id: int) -> list[Any]:
     return [sim.broker.symbol_named(account_id, n) for n in account["symbols"]]
 
 
-async def start(make_config: Callable[..., Path], daemons: Callable[..., InProcessDaemon],
-                rules: list[dict[str, Any]] = RULES, accounts: list[str] | None = None) -> InProcessDaemon:
+async def start(
+    make_config: Callable[..., Path],
+    daemons: Callable[..., InProcessDaemon],
+    rules: list[dict[str, Any]] = RULES,
+    accounts: list[str] | None = None,
+) -> InProcessDaemon:
     daemon = daemons(make_config(accounts or ["master", *FOLLOWERS], rules))
     await daemon.start()
     return daemon
@@ -58,7 +63,9 @@ async def test_open_partial_close_sl_tp_and_close_reach_every_follower(
     sim: SimServer, ids: dict[str, int], master: MasterTrader, make_config: Any, daemons: Any
 ) -> None:
     daemon = await start(make_config, daemons)
-    position = await master.market("EURUSD", Side.BUY, "1.00", sl_distance=0.0050, tp_distance=0.0100)
+    position = await master.market(
+        "EURUSD", Side.BUY, "1.00", sl_distance=0.0050, tp_distance=0.0100
+    )
     await daemon.settle()
     entry = next(p for p in sim.broker.positions(ids["master"])).entry_price
     hedged = held(sim, ids["follower-hedged"])
@@ -81,9 +88,9 @@ async def test_open_partial_close_sl_tp_and_close_reach_every_follower(
     await master.amend_sl_tp(position, round(entry - 0.0030, 5), round(entry + 0.0150, 5))
     await daemon.settle()
     for account in ("follower-hedged", "follower-suffix"):
-        (_, _, _, sl, tp), = held(sim, ids[account])
+        ((_, _, _, sl, tp),) = held(sim, ids[account])
         assert (sl, tp) == (round(entry - 0.0030, 5), round(entry + 0.0150, 5))
-    (_, _, _, sl, tp), = held(sim, ids["follower-netted"])
+    ((_, _, _, sl, tp),) = held(sim, ids["follower-netted"])
     assert (sl, tp) == (round(entry + 0.0150, 5), round(entry - 0.0030, 5))
 
     await master.close(position, master.volume("EURUSD", "0.60"))
@@ -100,8 +107,15 @@ async def test_open_partial_close_sl_tp_and_close_reach_every_follower(
 async def test_partial_close_remainder_below_minimum_closes_the_copy(
     sim: SimServer, ids: dict[str, int], master: MasterTrader, make_config: Any, daemons: Any
 ) -> None:
-    rules = [{"name": "r", "source": "master", "destinations": [
-        {"account": "follower-hedged", "volume": {"mode": "multiplier", "value": 0.1}}]}]
+    rules = [
+        {
+            "name": "r",
+            "source": "master",
+            "destinations": [
+                {"account": "follower-hedged", "volume": {"mode": "multiplier", "value": 0.1}}
+            ],
+        }
+    ]
     daemon = await start(make_config, daemons, rules, ["master", "follower-hedged"])
     position = await master.market("XAUUSD", Side.BUY, "0.10")  # 10 oz -> copy 1 oz (minimum)
     await daemon.settle()
@@ -117,9 +131,11 @@ async def test_pending_orders_placed_amended_cancelled_expired_and_filled(
     daemon = await start(make_config, daemons)
     order = await master.pending("US500", Side.BUY, OrderKind.LIMIT, "1.0", 5150.00)
     await daemon.settle()
-    for account, kind, side in (("follower-hedged", OrderKind.LIMIT, Side.BUY),
-                                ("follower-suffix", OrderKind.LIMIT, Side.BUY),
-                                ("follower-netted", OrderKind.STOP, Side.SELL)):
+    for account, kind, side in (
+        ("follower-hedged", OrderKind.LIMIT, Side.BUY),
+        ("follower-suffix", OrderKind.LIMIT, Side.BUY),
+        ("follower-netted", OrderKind.STOP, Side.SELL),
+    ):
         (copy,) = sim.broker.orders(ids[account])
         assert (copy.kind, copy.side, copy.label) == (kind, side, label(ids["master"], f"o{order}"))
         assert (copy.limit_price or copy.stop_price) == 5150.00
@@ -136,14 +152,20 @@ async def test_pending_orders_placed_amended_cancelled_expired_and_filled(
         assert sim.broker.orders(ids[account]) == []
 
     expiring = await master.pending(
-        "EURUSD", Side.SELL, OrderKind.LIMIT, "0.5", 1.09000,
+        "EURUSD",
+        Side.SELL,
+        OrderKind.LIMIT,
+        "0.5",
+        1.09000,
         expiration_ms=int(time.time() * 1000) + 1500,
     )
     await daemon.settle()
     assert all(len(sim.broker.orders(ids[a])) == 1 for a in FOLLOWERS)
     await eventually(lambda: not sim.broker.orders(ids["master"]), 5, "master order expiry")
     # the followers' copies carry the same expiry; whichever goes first, none remains
-    await eventually(lambda: all(not sim.broker.orders(ids[a]) for a in FOLLOWERS), 5, "copies gone")
+    await eventually(
+        lambda: all(not sim.broker.orders(ids[a]) for a in FOLLOWERS), 5, "copies gone"
+    )
     assert expiring not in {o.order_id for o in sim.broker.orders(ids["master"])}
 
     filled = await master.pending("XAUUSD", Side.BUY, OrderKind.LIMIT, "0.20", 2340.00)
@@ -168,9 +190,19 @@ async def test_pending_orders_placed_amended_cancelled_expired_and_filled(
 async def test_netted_master_volume_changes_are_followed(
     sim: SimServer, ids: dict[str, int], netted_master: MasterTrader, make_config: Any, daemons: Any
 ) -> None:
-    rules = [{"name": "net", "source": "master-netted", "destinations": [
-        {"account": "follower-hedged"}, {"account": "follower-netted", "volume": {"mode": "multiplier", "value": 0.5}}]}]
-    daemon = await start(make_config, daemons, rules, ["master-netted", "follower-hedged", "follower-netted"])
+    rules = [
+        {
+            "name": "net",
+            "source": "master-netted",
+            "destinations": [
+                {"account": "follower-hedged"},
+                {"account": "follower-netted", "volume": {"mode": "multiplier", "value": 0.5}},
+            ],
+        }
+    ]
+    daemon = await start(
+        make_config, daemons, rules, ["master-netted", "follower-hedged", "follower-netted"]
+    )
     position = await netted_master.market("GBPUSD", Side.BUY, "1.00")
     await daemon.settle()
     same = await netted_master.market("GBPUSD", Side.BUY, "0.50")  # adds to the one position
@@ -203,8 +235,12 @@ async def test_rejected_follower_order_is_logged_and_not_retried(
     second = await master.market("EURUSD", Side.BUY, "0.20")
     await daemon.settle()
     assert held(sim, ids["follower-hedged"]) == [("EURUSD", "buy", 2_000_000, None, None)]
-    sent = [r for r in sim.record if r.name == "ProtoOANewOrderReq"
-            and r.message.ctidTraderAccountId == ids["follower-hedged"]]
+    sent = [
+        r
+        for r in sim.record
+        if r.name == "ProtoOANewOrderReq"
+        and r.message.ctidTraderAccountId == ids["follower-hedged"]
+    ]
     assert len(sent) == 2, "the rejected copy is not sent again"
     store = daemon.daemon.store
     journal = store.journal(ids["follower-hedged"])
@@ -220,18 +256,33 @@ async def test_rejected_follower_order_is_logged_and_not_retried(
 async def test_filters_skip_once_and_unmapped_symbols_are_never_guessed(
     sim: SimServer, ids: dict[str, int], master: MasterTrader, make_config: Any, daemons: Any
 ) -> None:
-    rules = [{"name": "r", "source": "master", "destinations": [
-        {"account": "follower-suffix", "symbols": {"map": {"XAUUSD": "XAUUSD.m"}}},  # no suffix rule
-        {"account": "follower-hedged", "sides": "sell", "symbols": {"exclude": ["US500"]}},
-    ]}]
-    daemon = await start(make_config, daemons, rules, ["master", "follower-suffix", "follower-hedged"])
-    await master.market("EURUSD", Side.BUY, "0.10")   # unmapped on suffix; wrong side on hedged
+    rules = [
+        {
+            "name": "r",
+            "source": "master",
+            "destinations": [
+                {
+                    "account": "follower-suffix",
+                    "symbols": {"map": {"XAUUSD": "XAUUSD.m"}},
+                },  # no suffix rule
+                {"account": "follower-hedged", "sides": "sell", "symbols": {"exclude": ["US500"]}},
+            ],
+        }
+    ]
+    daemon = await start(
+        make_config, daemons, rules, ["master", "follower-suffix", "follower-hedged"]
+    )
+    await master.market("EURUSD", Side.BUY, "0.10")  # unmapped on suffix; wrong side on hedged
     await master.market("XAUUSD", Side.SELL, "0.10")  # mapped; a sell
-    await master.market("US500", Side.SELL, "1.0")    # unmapped on suffix; excluded on hedged
+    await master.market("US500", Side.SELL, "1.0")  # unmapped on suffix; excluded on hedged
     await daemon.settle()
     assert [h[:3] for h in held(sim, ids["follower-suffix"])] == [("XAUUSD.m", "sell", 1_000)]
     assert [h[:3] for h in held(sim, ids["follower-hedged"])] == [("XAUUSD", "sell", 1_000)]
-    skipped = [link for link in daemon.daemon.store.links(include_closed=True) if link["status"] == "skipped"]
+    skipped = [
+        link
+        for link in daemon.daemon.store.links(include_closed=True)
+        if link["status"] == "skipped"
+    ]
     assert len(skipped) == 4
     assert any("EURUSD" in link["reason"] for link in skipped)
 
@@ -239,8 +290,13 @@ async def test_filters_skip_once_and_unmapped_symbols_are_never_guessed(
 async def test_daemon_start_reconciles_what_happened_while_it_was_away(
     sim: SimServer, ids: dict[str, int], master: MasterTrader, make_config: Any, daemons: Any
 ) -> None:
-    rules = [{"name": "r", "source": "master", "destinations": [
-        {"account": "follower-hedged", "max_delay_s": 1}]}]
+    rules = [
+        {
+            "name": "r",
+            "source": "master",
+            "destinations": [{"account": "follower-hedged", "max_delay_s": 1}],
+        }
+    ]
     config = make_config(["master", "follower-hedged"], rules)
     first = daemons(config)
     await first.start()
@@ -251,10 +307,9 @@ async def test_daemon_start_reconciles_what_happened_while_it_was_away(
     assert await first.stop() == 0
 
     await master.close(closed, master.volume("GBPUSD", "0.10"))  # closed while away
-    await master.close(kept, master.volume("EURUSD", "0.04"))    # reduced while away
-    stale = await master.market("USDJPY", Side.SELL, "0.10")     # opened while away...
-    await eventually(lambda: False, 1.5, "") if False else None
-    time.sleep(1.2)                                              # ...and now too old to copy
+    await master.close(kept, master.volume("EURUSD", "0.04"))  # reduced while away
+    stale = await master.market("USDJPY", Side.SELL, "0.10")  # opened while away...
+    await asyncio.sleep(1.2)  # ...and now too old to copy
     second = daemons(config)
     await second.start()
     await second.settle()

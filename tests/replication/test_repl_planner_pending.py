@@ -270,7 +270,10 @@ def test_liquidate_cancels_pending_copies() -> None:
 
 def test_origins_for_merges_every_source_strongest_last() -> None:
     m = master(
-        order(3, LOT, position_id=5), order(4, LOT, position_id=1), position(1, LOT), position(8, LOT)
+        order(3, LOT, position_id=5),
+        order(4, LOT, position_id=1),
+        position(1, LOT),
+        position(8, LOT),
     )
     links = [
         order_link(key="o7", fill_key="p8"),
