@@ -89,7 +89,7 @@ class Replicator:
         store: StateStore,
         sessions: Mapping[str, AccountSession],
         *,
-        workers: int = 16,
+        workers: int = 32,
         order_timeout_s: float = 15.0,
         settle_s: float = 2.0,
         on_report: Callable[[CopyReport], None] | None = None,

@@ -30,6 +30,9 @@ class _Entry:
 @dataclass
 class ReplicationQueue:
     maxsize: int = 100_000
+    # A follower whose broker is slow (every order waits out its timeout) holds at most
+    # this many workers, so the other followers keep being served.
+    max_busy_per_follower: int = 4
     _pending: dict[WorkKey, _Entry] = field(default_factory=dict)
     _busy: set[WorkKey] = field(default_factory=set)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,9 +89,12 @@ class ReplicationQueue:
 
     def _pick(self) -> WorkKey | None:
         recent = {f: i for i, f in enumerate(self._last_followers)}
+        busy_per_follower: dict[int, int] = {}
+        for busy in self._busy:
+            busy_per_follower[busy[1]] = busy_per_follower.get(busy[1], 0) + 1
         best: tuple[tuple[int, int, int], WorkKey] | None = None
         for key, entry in self._pending.items():
-            if key in self._busy:
+            if key in self._busy or busy_per_follower.get(key[1], 0) >= self.max_busy_per_follower:
                 continue
             # urgent first; then followers served least recently; then oldest
             rank = (0 if entry.urgent else 1, recent.get(key[1], -1), entry.order)

@@ -158,3 +158,19 @@ async def test_take_waits_for_a_push() -> None:
     assert not waiter.done()
     queue.push(("d", 1, "p1"), at=4.0)
     assert await asyncio.wait_for(waiter, 1) == (("d", 1, "p1"), 4.0)
+
+
+async def test_a_slow_follower_holds_at_most_its_share_of_workers() -> None:
+    queue = ReplicationQueue(max_busy_per_follower=2)
+    for n in range(5):
+        queue.push(("d", 1, f"p{n}"), at=float(n))
+    queue.push(("d", 2, "p9"), at=10.0)
+    taken = [(await queue.take())[0] for _ in range(3)]
+    # two keys of follower 1 at most, then follower 2 is served though its key is newest
+    assert sorted(k[1] for k in taken) == [1, 1, 2]
+    waiting = asyncio.ensure_future(queue.take())
+    await asyncio.sleep(0)
+    assert not waiting.done(), "follower 1 is at its limit"
+    queue.done(taken[0] if taken[0][1] == 1 else taken[1])
+    key, _ = await asyncio.wait_for(waiting, 1)
+    assert key[1] == 1
