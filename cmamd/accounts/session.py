@@ -20,6 +20,7 @@ from typing import Any, cast
 from structlog.contextvars import bind_contextvars
 
 from cmamd.accounts import convert
+from cmamd.accounts.catalogue import Catalogue
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
@@ -32,7 +33,6 @@ from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 
-SYMBOL_DETAIL_BATCH = 200
 # What bringing an account up can raise; _is_permanent tells refusals from transients.
 RETRYABLE_OR_REFUSED = (TimeoutError, OpenApiError, TokenError, OutcomeUnknown, RequestNotSent)
 REFUSALS = frozenset(
@@ -83,6 +83,7 @@ class AccountSession:
         tokens: TokenKeeper,
         on_change: ChangeListener,
         pnl_interval_s: float | None = None,
+        conversion_quotes: bool = False,
     ) -> None:
         self.name = name
         self.account_id = account_id
@@ -92,12 +93,11 @@ class AccountSession:
         self.status = "new"
         self.error: str | None = None
         self.ready = asyncio.Event()
-        self.quotes: dict[int, Quote] = {}
+        self.catalogue = Catalogue(account_id)
+        self._conversion_quotes = conversion_quotes
         self._tokens = tokens
         self._on_change = on_change
         self._pnl_interval_s = pnl_interval_s
-        self._asset_names: dict[int, str] = {}
-        self._quote_assets: dict[int, int] = {}
         self._recent_orders: OrderedDict[int, int] = OrderedDict()
         self._order_waiters: dict[int, list[tuple[frozenset[int], asyncio.Future[int]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -130,11 +130,17 @@ class AccountSession:
 
     async def _bring_up(self) -> None:
         await self._authorise()
-        if not self.state.symbols_by_id:
+        if not self.catalogue.loaded:
             await self._load_catalogue()
+        if self._conversion_quotes:
+            await self._subscribe_conversion_quotes()
         if self._pnl_interval_s:
             await self._refresh_pnl()
         await self.resync()
+
+    @property
+    def quotes(self) -> dict[int, Quote]:
+        return self.catalogue.quotes
 
     async def stop(self, *, logout: bool = False) -> None:
         self.connection.remove_listener(self._on_envelope)
@@ -188,22 +194,9 @@ class AccountSession:
     def quote_to_deposit(self, spec: SymbolSpec) -> Decimal | None:
         """Rate from the symbol's quote currency to the deposit currency, if known."""
         trader = self.state.trader
-        quote_asset = self._quote_assets.get(spec.symbol_id)
-        if trader is None or quote_asset is None:
+        if trader is None:
             return None
-        quote_name = self._asset_names.get(quote_asset, "")
-        if quote_name and quote_name == trader.deposit_asset:
-            return Decimal(1)
-        for pair, invert in (
-            (quote_name + trader.deposit_asset, False),
-            (trader.deposit_asset + quote_name, True),
-        ):
-            other = self.state.symbols_by_name.get(pair)
-            quote = self.quotes.get(other.symbol_id) if other else None
-            if quote and quote.bid > 0:
-                mid = Decimal(repr((quote.bid + quote.ask) / 2))
-                return 1 / mid if invert else mid
-        return None
+        return self.catalogue.quote_to_deposit(spec, trader.deposit_asset)
 
     async def wait_for_order(self, order_id: int, outcomes: Iterable[int], timeout: float) -> int:
         """Wait for an execution event of ``order_id`` whose type is in ``outcomes``."""
@@ -296,54 +289,48 @@ class AccountSession:
 
     # catalogue -----------------------------------------------------------------------
     async def _load_catalogue(self) -> None:
-        request = self.connection.request
         trader_res = cast(
             pb.ProtoOATraderRes,
-            await request(
+            await self.connection.request(
                 pb.ProtoOATraderReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
             ),
         )
-        assets = cast(
-            pb.ProtoOAAssetListRes,
-            await request(
-                pb.ProtoOAAssetListReq(ctidTraderAccountId=self.account_id),
-                priority=Priority.QUERY,
-            ),
-        )
-        self._asset_names = {a.assetId: a.name for a in assets.asset}
+        await self.catalogue.load(self.connection.request)
         self._set_trader(trader_res.trader)
-        light = cast(
-            pb.ProtoOASymbolsListRes,
-            await request(
-                pb.ProtoOASymbolsListReq(ctidTraderAccountId=self.account_id),
-                priority=Priority.QUERY,
-            ),
-        )
-        names = {s.symbolId: s.symbolName for s in light.symbol}
-        self._quote_assets = {s.symbolId: s.quoteAssetId for s in light.symbol}
-        ids = sorted(names)
-        by_id: dict[int, SymbolSpec] = {}
-        for start in range(0, len(ids), SYMBOL_DETAIL_BATCH):
-            details = cast(
-                pb.ProtoOASymbolByIdRes,
-                await request(
-                    pb.ProtoOASymbolByIdReq(
-                        ctidTraderAccountId=self.account_id,
-                        symbolId=ids[start : start + SYMBOL_DETAIL_BATCH],
-                    ),
-                    priority=Priority.QUERY,
-                ),
-            )
-            for symbol in details.symbol:
-                by_id[symbol.symbolId] = convert.symbol_spec(symbol, names[symbol.symbolId])
-        self.state.symbols_by_id = by_id
-        self.state.symbols_by_name = {spec.name: spec for spec in by_id.values()}
+        # the state shares the catalogue's dicts, so symbol reloads reach it too
+        self.state.symbols_by_id = self.catalogue.symbols_by_id
+        self.state.symbols_by_name = self.catalogue.symbols_by_name
         assert self.state.trader is not None  # set by _set_trader above
-        self._log.info("catalogue loaded", symbols=len(by_id), kind=self.state.trader.kind.value)
+        self._log.info(
+            "catalogue loaded",
+            symbols=len(self.catalogue.symbols_by_id),
+            kind=self.state.trader.kind.value,
+        )
+
+    async def _subscribe_conversion_quotes(self) -> None:
+        assert self.state.trader is not None
+        try:
+            count = await self.catalogue.subscribe_conversion_quotes(
+                self.connection.request, self.state.trader.deposit_asset
+            )
+        except OpenApiError as exc:
+            if exc.code != "ALREADY_SUBSCRIBED":  # the server kept them: what we wanted
+                raise
+            return
+        self._log.info("conversion quotes subscribed", symbols=count)
+
+    async def _reload_symbols(self, symbol_ids: list[int]) -> None:
+        try:
+            names = await self.catalogue.reload(self.connection.request, symbol_ids)
+        except Exception as exc:  # the old specs stay; the next change event tries again
+            self._log.warning("symbol details refresh failed", error=str(exc))
+            return
+        if names:
+            self._log.info("symbol details refreshed", symbols=names)
 
     def _set_trader(self, trader: model_pb2.ProtoOATrader) -> None:
         info = convert.trader_info(trader, is_live=self.is_live)
-        deposit = self._asset_names.get(trader.depositAssetId, "")
+        deposit = self.catalogue.asset_names.get(trader.depositAssetId, "")
         self.state.trader = replace(info, deposit_asset=deposit)
 
     async def _refresh_pnl(self) -> None:
@@ -384,7 +371,9 @@ class AccountSession:
         elif isinstance(message, pb.ProtoOATraderUpdatedEvent):
             self._set_trader(message.trader)
         elif isinstance(message, pb.ProtoOASpotEvent):
-            self._on_spot(message)
+            self.catalogue.on_spot(message)
+        elif isinstance(message, pb.ProtoOASymbolChangedEvent):
+            self._spawn(self._reload_symbols(list(message.symbolId)))
         elif isinstance(message, pb.ProtoOAAccountDisconnectEvent):
             self._start_recovery("account disconnected by the server")
 
@@ -437,16 +426,6 @@ class AccountSession:
         for wanted, future in self._order_waiters.get(order_id, []):
             if execution_type in wanted and not future.done():
                 future.set_result(execution_type)
-
-    def _on_spot(self, spot: pb.ProtoOASpotEvent) -> None:
-        old = self.quotes.get(spot.symbolId)
-        bid = (
-            units.price_from_points(spot.bid) if spot.HasField("bid") else (old.bid if old else 0.0)
-        )
-        ask = (
-            units.price_from_points(spot.ask) if spot.HasField("ask") else (old.ask if old else 0.0)
-        )
-        self.quotes[spot.symbolId] = Quote(bid, ask)
 
     def _emit(
         self, keys: Iterable[str], *, origins: dict[str, str] | None = None, resync: bool = False

@@ -128,15 +128,28 @@ class Daemon:
 
     async def _start_accounts(self, config: Config, accounts: list[AccountConfig]) -> None:
         equity_accounts = self._accounts_needing_equity(config)
+        risk_accounts = {
+            dest.account
+            for rule in config.copy_rules
+            for dest in rule.destinations
+            if dest.volume.mode is VolumeMode.RISK_PERCENT
+        }
         for account in accounts:
             self.tokens.seed(
                 account.account_id,
                 _secret(account.initial_access_token),
                 _secret(account.initial_refresh_token),
             )
-        await asyncio.gather(*(self._start_account(a, a.name in equity_accounts) for a in accounts))
+        await asyncio.gather(
+            *(
+                self._start_account(a, a.name in equity_accounts, a.name in risk_accounts)
+                for a in accounts
+            )
+        )
 
-    async def _start_account(self, account: AccountConfig, wants_equity: bool) -> None:
+    async def _start_account(
+        self, account: AccountConfig, wants_equity: bool, wants_conversion: bool
+    ) -> None:
         assert self.pool is not None and self.replicator is not None
         try:
             connection = await self.pool.connection_for(account.name, account.live)
@@ -151,6 +164,8 @@ class Daemon:
             tokens=self.tokens,
             on_change=self.replicator.on_change,
             pnl_interval_s=PNL_INTERVAL_S if wants_equity else None,
+            # risk sizing converts the stop's loss into the deposit currency
+            conversion_quotes=wants_conversion,
         )
         self.sessions[account.name] = session
         # Not cancelled when slow: READY must not wait forever for one account, but the

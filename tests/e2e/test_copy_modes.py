@@ -409,3 +409,64 @@ async def test_equity_stop_closes_the_copies_freezes_the_destination_and_survive
     assert sim.broker.positions(hedged) == []
     assert link(again, hedged, f"p{after_restart}")["status"] == "skipped"
     assert len(copies_of(sim, netted, ids["master"], f"p{after_restart}")) == 1
+
+
+async def test_risk_percent_converts_a_jpy_stop_into_the_usd_deposit(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+) -> None:
+    hedged = ids["follower-hedged"]
+    daemon = await started(
+        daemons,
+        make_config(
+            ["master", "follower-hedged"],
+            rules({"account": "follower-hedged", "volume": {"mode": "risk_percent", "value": 1}}),
+        ),
+    )
+    await eventually(
+        lambda: daemon.daemon.sessions["follower-hedged"].quotes != {}, 5, "USDJPY quote"
+    )
+    position = await master.market("USDJPY", Side.SELL, "1.00", sl_distance=0.500)
+    await daemon.settle()
+    theirs = next(p for p in sim.broker.positions(ids["master"]) if p.position_id == position)
+    assert theirs.stop_loss is not None
+    spec = sim.broker.symbol_named(hedged, "USDJPY")
+    usdjpy = (Decimal("150.000") + Decimal("150.012")) / 2  # the follower's quote, mid
+    distance = abs(Decimal(repr(theirs.stop_loss)) - Decimal(repr(theirs.entry_price)))
+    loss_per_lot = Decimal(spec.lot_size) / 100 * distance / usdjpy  # JPY -> USD
+    lots = Decimal(50_000) / 100 / loss_per_lot
+    expected = int(lots * spec.lot_size // spec.step_volume) * spec.step_volume
+    # 500 USD at risk / (100,000 x 0.5 JPY / 150.006 = 333.31 USD per lot) = 1.50 lots
+    assert expected == 15_000_000
+    (copy,) = copies_of(sim, hedged, ids["master"], f"p{position}")
+    assert copy.volume == expected
+
+
+async def test_a_symbol_changed_by_the_broker_is_reloaded_before_the_next_copy(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+) -> None:
+    suffix = ids["follower-suffix"]
+    daemon = await started(
+        daemons,
+        make_config(
+            ["master", "follower-suffix"],
+            rules({"account": "follower-suffix", "symbols": {"add_suffix": ".m"}}),
+        ),
+    )
+    session = daemon.daemon.sessions["follower-suffix"]
+    assert not session.symbol("XAUUSD.m").close_only
+    sim.set_trading_mode("XAUUSD.m", "close_only", broker="Suffix Markets")
+    await eventually(lambda: session.symbol("XAUUSD.m").close_only, 5, "spec reloaded")
+    gold = await master.market("XAUUSD", Side.BUY, "0.10")
+    euro = await master.market("EURUSD", Side.BUY, "0.10")
+    await daemon.settle()
+    assert copies_of(sim, suffix, ids["master"], f"p{gold}") == []
+    assert "close-only" in link(daemon, suffix, f"p{gold}")["reason"]
+    assert len(copies_of(sim, suffix, ids["master"], f"p{euro}")) == 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cmamd.accounts import session as session_module
+from cmamd.accounts import catalogue as catalogue_module
 from cmamd.accounts.model import AccountKind, OrderKind, Side
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.accounts.tokens import TokenKeeper
@@ -115,7 +115,7 @@ async def test_start_loads_trader_assets_symbols_and_reconciles_then_is_ready(
     changes: list[AccountChange],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "SYMBOL_DETAIL_BATCH", 4)
+    monkeypatch.setattr(catalogue_module, "SYMBOL_DETAIL_BATCH", 4)
     conn.positions = [position(11), position(12, symbol_id=2, volume=300_000)]
     conn.orders = [
         order(21),
