@@ -33,6 +33,8 @@ from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 
+TOKEN_CHECK_S = 3600.0  # expiry unknown (a bootstrap pair): look again this often
+TOKEN_TIMER_MIN_S = 60.0
 # What bringing an account up can raise; _is_permanent tells refusals from transients.
 RETRYABLE_OR_REFUSED = (TimeoutError, OpenApiError, TokenError, OutcomeUnknown, RequestNotSent)
 REFUSALS = frozenset(
@@ -127,6 +129,7 @@ class AccountSession:
             self._start_recovery(f"start-up failed: {exc}")
         if self._pnl_interval_s:
             self._spawn(self._refresh_pnl_forever(self._pnl_interval_s))
+        self._spawn(self._rotate_tokens_when_due())
 
     async def _bring_up(self) -> None:
         await self._authorise()
@@ -246,6 +249,26 @@ class AccountSession:
 
         await self._tokens.refresh(self.account_id, refresher)
 
+    async def _rotate_tokens_when_due(self) -> None:
+        """Rotate the token pair a day before it expires, not when a request fails.
+
+        The server then invalidates the old token for every account of the pair, and the
+        recovery that follows re-authorises each of them with the new one.
+        """
+        while True:
+            try:
+                due = self._tokens.seconds_until_refresh(self.account_id)
+            except TokenError:
+                due = None
+            await asyncio.sleep(max(due if due is not None else TOKEN_CHECK_S, TOKEN_TIMER_MIN_S))
+            if not self.ready.is_set():
+                continue
+            try:
+                if self._tokens.needs_refresh(self.account_id):
+                    await self._refresh_tokens()
+            except RETRYABLE_OR_REFUSED as exc:
+                self._log.warning("token rotation failed; retrying later", error=str(exc))
+
     async def _reauthorise_hook(self, _connection: OpenApiConnection) -> None:
         # Runs inside the connection's reconnect, before queued requests are released.
         self.ready.clear()
@@ -256,6 +279,10 @@ class AccountSession:
             self._start_recovery(f"re-auth after reconnect failed: {exc}")
             return
         self._spawn(self._resync_logged())
+
+    def start_recovery(self, reason: str) -> None:
+        """Re-authorise and reconcile in the background (the server dropped the account)."""
+        self._start_recovery(reason)
 
     def _start_recovery(self, reason: str) -> None:
         # One recovery at a time: a token rotation sends several events for one cause.

@@ -65,11 +65,15 @@ class TokenKeeper:
         return tokens
 
     def needs_refresh(self, account_id: int) -> bool:
+        due = self.seconds_until_refresh(account_id)
+        return due is not None and due <= 0
+
+    def seconds_until_refresh(self, account_id: int) -> float | None:
+        """When the account's pair should be rotated (None: its expiry is not known)."""
         tokens = self.current(account_id)
-        return (
-            tokens.expires_at_ms is not None
-            and tokens.expires_at_ms - self._now_ms() < REFRESH_MARGIN_MS
-        )
+        if tokens.expires_at_ms is None:
+            return None
+        return (tokens.expires_at_ms - REFRESH_MARGIN_MS - self._now_ms()) / 1000
 
     async def refresh(self, account_id: int, refresher: Refresher) -> StoredTokens:
         """Rotate the pair of ``account_id``'s group; a group refreshes once at a time."""

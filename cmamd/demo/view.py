@@ -30,7 +30,8 @@ class DemoView:
     def copy(self, report: CopyReport) -> None:
         if report.outcome == "done":
             self.latencies.append(report.latency_ms)
-        mark = {"done": "ok", "rejected": "REJECTED", "unknown": "UNKNOWN"}[report.outcome]
+        marks = {"done": "ok", "rejected": "REJECTED", "unknown": "UNKNOWN", "deferred": "DEFERRED"}
+        mark = marks[report.outcome]
         detail = f"  ({report.detail})" if report.detail else ""
         self.line(
             f"          -> {report.follower:<16} {report.summary:<46} "

@@ -47,6 +47,10 @@ RETRY_LATER_CODES = frozenset(
 )
 """Refusals of a close/amend/cancel that pass with time: retried, or a close would be missed.
 A refused *open* is never retried: by the time the market opens the trade is stale."""
+SESSION_LOST_CODES = frozenset(
+    {"ACCOUNT_NOT_AUTHORIZED", "OA_AUTH_TOKEN_EXPIRED", "CH_ACCESS_TOKEN_INVALID"}
+)
+"""Refusals that say the account's session is gone, not that the order is wrong."""
 RETRY_FIRST_S = 30.0
 RETRY_MAX_S = 300.0
 
@@ -61,7 +65,7 @@ class CopyReport:
     action: str
     summary: str  # e.g. "open buy 1.2 lots EURUSD"
     volume: int | None
-    outcome: str  # done | rejected | unknown
+    outcome: str  # done | rejected | unknown | deferred
     latency_ms: float
     detail: str = ""
 
@@ -71,6 +75,7 @@ class Stats:
     done: int = 0
     rejected: int = 0
     unknown: int = 0
+    deferred: int = 0  # not executed (the account was de-authorised); planned again
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +318,8 @@ class Replicator:
                 outcome, detail, filled = await self._send(follower, intent)
             finally:
                 opening.pop(plan.key, None)
-            self._store.journal_outcome(intent_id, outcome, detail)
+            journaled = "rejected" if outcome == "deferred" else outcome
+            self._store.journal_outcome(intent_id, journaled, detail)
             latency_ms = (time.monotonic() - since) * 1000
             self._report(dest, plan.key, intent, summary, outcome, latency_ms, detail)
             if link is not None and opens and link.status is LinkStatus.OPENING:
@@ -325,6 +331,8 @@ class Replicator:
             if outcome == "done":
                 self._retry_delays.pop((dest.id, dest.target.follower_account_id, plan.key), None)
                 continue
+            if outcome == "deferred":
+                return False
             if outcome == "rejected":
                 if intent.reduces_risk and detail in RETRY_LATER_CODES:
                     self._retry_later(dest, plan.key, detail)
@@ -349,6 +357,11 @@ class Replicator:
             gone = {"POSITION_NOT_FOUND", "POSITION_NOT_OPEN"}
             if isinstance(intent, ClosePosition) and exc.code in gone:
                 return "done", f"already closed ({exc.code})", False
+            if exc.code in SESSION_LOST_CODES:
+                # Not executed: the account's session is gone. Once it is re-authorised
+                # and reconciled, every key of the account is planned again.
+                follower.start_recovery(f"{exc.code} on a trade request")
+                return "deferred", exc.code, False
             return "rejected", exc.code, False
         if not isinstance(reply, pb.ProtoOAExecutionEvent) or not reply.HasField("order"):
             return "done", "", False

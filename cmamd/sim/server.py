@@ -221,14 +221,19 @@ class SimServer(ManualTrading):
             )
         )
 
-    def disconnect_account(self, account_id: int) -> None:
-        """End the account's session on every connection (AccountDisconnectEvent)."""
+    def disconnect_account(self, account_id: int, *, silently: bool = False) -> None:
+        """End the account's session on every connection (AccountDisconnectEvent).
+
+        ``silently``: the event is lost on the way, so the client learns of it only when
+        its next request for the account gets ACCOUNT_NOT_AUTHORIZED.
+        """
         for session in self._sessions.values():
             if session.is_authorised(account_id):
                 session.deauthorise(account_id)
-                session.send(
-                    messages_pb2.ProtoOAAccountDisconnectEvent(ctidTraderAccountId=account_id)
-                )
+                if not silently:
+                    session.send(
+                        messages_pb2.ProtoOAAccountDisconnectEvent(ctidTraderAccountId=account_id)
+                    )
 
     def maintenance(self, until_ms: int | None) -> None:
         """While set (and before ``until_ms``), new sessions get SERVER_IS_UNDER_MAINTENANCE."""

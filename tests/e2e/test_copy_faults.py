@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cmamd.replication.labels import client_order_id, label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.sim import SimServer
@@ -222,3 +224,54 @@ async def test_close_refused_while_trading_is_disabled_is_retried_until_it_passe
     assert len(sim.broker.positions(ids["follower-suffix"])) == 1
     sim.set_trading_mode("EURUSD.m", "enabled", broker="Suffix Markets")
     await eventually(lambda: not sim.broker.positions(ids["follower-suffix"]), 10, "closed at last")
+
+
+async def test_an_account_dropped_without_notice_is_reauthorised_and_the_copy_made_once(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
+) -> None:
+    daemon = daemons(make_config(ACCOUNTS, RULES))
+    await daemon.start()
+    sim.disconnect_account(ids["follower-hedged"], silently=True)  # the event is lost
+    position = sim.place_market_order(ids["master"], "EURUSD", "sell", 300_000)
+    await eventually(lambda: daemon.daemon.replicator.stats.deferred == 1, 10, "refused")
+    await eventually(lambda: len(sim.broker.positions(ids["follower-hedged"])) == 1, 10, "copied")
+    await daemon.settle()
+    (copy,) = sim.broker.positions(ids["follower-hedged"])
+    assert (copy.volume, copy.label) == (300_000, label(ids["master"], f"p{position}"))
+    sent = follower_orders(sim, ids["follower-hedged"])
+    assert len(sent) == 2, "refused once (not executed), then sent once after re-auth"
+    assert daemon.daemon.replicator.stats.rejected == 0
+    link = daemon.daemon.store.get_link("r", ids["master"], ids["follower-hedged"], f"p{position}")
+    assert link is not None and link["status"] == "open"
+
+
+async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+) -> None:
+    ttl_ms = 2_628_000 * 1000  # the simulator's token lifetime
+    monkeypatch.setattr("cmamd.accounts.tokens.REFRESH_MARGIN_MS", ttl_ms - 1500)  # due 1.5 s in
+    monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
+    config = make_config(ACCOUNTS, RULES)
+    data = yaml.safe_load(config.read_text())
+    for account in data["accounts"]:
+        del account["access_token"]  # a refresh token alone: rotated at start
+    config.write_text(yaml.safe_dump(data))
+    daemon = daemons(config)
+    await daemon.start()
+
+    def refreshes() -> int:
+        return sum(1 for r in sim.record if r.name == "ProtoOARefreshTokenReq")
+
+    assert refreshes() == 2  # one per token group (masters, followers) at start
+    await eventually(lambda: refreshes() >= 4, 10, "rotated again before expiry")
+    await eventually(
+        lambda: all(s.ready.is_set() for s in daemon.daemon.sessions.values()), 10, "re-auth"
+    )
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    await eventually(lambda: len(sim.broker.positions(ids["follower-hedged"])) == 1, 10, "copy")
+    described = {a["account_id"]: a for a in sim.describe()["accounts"]}
+    stored = daemon.daemon.store.get_tokens(ids["follower-hedged"])
+    assert stored is not None
+    assert stored.refresh_token == described[ids["follower-hedged"]]["refresh_token"]
+    sim.close_position(ids["master"], position)
+    await eventually(lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "closed")
