@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import tempfile
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -97,16 +96,7 @@ class DemoWorld:
         """Wait until the daemon has had nothing to do for ``quiet_s``."""
         replicator = self.daemon.replicator
         assert replicator is not None
-        deadline = time.monotonic() + timeout_s
-        quiet_since = None
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-            if replicator.queue.idle():
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= quiet_s:
-                    return
-            else:
-                quiet_since = None
+        await replicator.queue.wait_quiet(quiet_s, timeout_s)
 
 
 async def master_script(world: DemoWorld) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from decimal import Decimal
 from typing import TextIO
 
 from cmamd.accounts.model import Position, SymbolSpec
@@ -52,6 +51,4 @@ def describe_position(position: Position, spec: SymbolSpec | None) -> str:
     name = spec.name if spec else str(position.symbol_id)
     if spec is None:
         return f"{name} {position.side.value} {position.volume} cents"
-    lots = units.volume_to_lots(position.volume, spec.lot_size)
-    text = f"{lots:.2f}" if lots == lots.quantize(Decimal("0.01")) else f"{lots.normalize():f}"
-    return f"{name} {position.side.value} {text}"
+    return f"{name} {position.side.value} {units.format_lots(position.volume, spec.lot_size)}"

@@ -37,6 +37,14 @@ def lots_to_volume(lots: Decimal | int | str, lot_size: int) -> Decimal:
     return Decimal(lots) * Decimal(lot_size)
 
 
+def format_lots(volume: int, lot_size: int) -> str:
+    """Lots as traders write them: two decimals ("1.00", "0.25"), more only when needed."""
+    lots = volume_to_lots(volume, lot_size)
+    if lots == lots.quantize(Decimal("0.01")):
+        return f"{lots:.2f}"
+    return f"{lots.normalize():f}"
+
+
 def money(value: int, money_digits: int | None) -> Decimal:
     """A money integer (balance, P&L, commission) in account currency; absent digits = 2."""
     return Decimal(value).scaleb(-(2 if money_digits is None else money_digits))

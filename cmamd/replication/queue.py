@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -86,6 +87,24 @@ class ReplicationQueue:
         while not self.idle():
             self._changed.clear()
             await self._changed.wait()
+
+    async def wait_quiet(self, quiet_s: float, timeout_s: float) -> bool:
+        """Wait until nothing was pending or in progress for ``quiet_s`` in a row.
+
+        Unlike ``wait_idle`` this outlasts the gap between a follower's order and the
+        event that wakes its item again; False when ``timeout_s`` ran out first.
+        """
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            if not self.idle():
+                quiet_since = None
+                continue
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= quiet_s:
+                return True
+        return False
 
     def _pick(self) -> WorkKey | None:
         recent = {f: i for i, f in enumerate(self._last_followers)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 
 from google.protobuf.message import Message
 
@@ -139,12 +138,7 @@ def summarize(
         spec = symbols.get(symbol_id)
         if spec is None:
             return f"{volume} cents"
-        amount = units.volume_to_lots(volume, spec.lot_size)
-        text = (
-            f"{amount:.2f}"
-            if amount == amount.quantize(Decimal("0.01"))
-            else f"{amount.normalize():f}"
-        )
+        text = units.format_lots(volume, spec.lot_size)
         return f"{text} lot" if text == "1.00" else f"{text} lots"
 
     def name(symbol_id: int) -> str:

@@ -184,18 +184,8 @@ class InProcessDaemon:
     async def settle(self, quiet_s: float = 0.2, timeout: float = 15.0) -> None:
         """Until the replication queue stayed idle for ``quiet_s``."""
         assert self.daemon is not None and self.daemon.replicator is not None
-        queue = self.daemon.replicator.queue
-        deadline = time.monotonic() + timeout
-        quiet_since: float | None = None
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-            if queue.idle():
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= quiet_s:
-                    return
-            else:
-                quiet_since = None
-        raise AssertionError("replication did not settle")
+        if not await self.daemon.replicator.queue.wait_quiet(quiet_s, timeout):
+            raise AssertionError("replication did not settle")
 
     async def stop(self) -> int:
         if self.daemon is None or self.task is None:

@@ -174,3 +174,12 @@ async def test_a_slow_follower_holds_at_most_its_share_of_workers() -> None:
     queue.done(taken[0] if taken[0][1] == 1 else taken[1])
     key, _ = await asyncio.wait_for(waiting, 1)
     assert key[1] == 1
+
+
+async def test_wait_quiet_needs_an_unbroken_idle_stretch() -> None:
+    queue = ReplicationQueue()
+    queue.push(("d", 1, "p1"), at=0.0)
+    assert await queue.wait_quiet(0.05, timeout_s=0.2) is False  # pending all along
+    key, _ = await queue.take()
+    queue.done(key)
+    assert await queue.wait_quiet(0.05, timeout_s=1.0) is True
