@@ -17,6 +17,7 @@ import yaml
 
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
+from cmamd.demo.config import sim_daemon_config
 from cmamd.demo.master import MasterTrader
 from cmamd.replication.executor import CopyReport
 from cmamd.sim import SimConfig, SimServer
@@ -94,35 +95,18 @@ def daemon_config(
 ) -> dict[str, Any]:
     """The daemon's YAML as a dict: production defaults except the endpoint (loopback, no
     TLS) and, when asked, the number of connections."""
-    by_name = {a["name"]: a for a in described["accounts"]}
-    secret_file.write_text(described["client_secret"])
-    accounts = []
-    for name in [MASTER, *(follower_name(i) for i in range(1, followers + 1))]:
-        account = by_name[name]
-        accounts.append(
-            {
-                "name": name,
-                "account_id": account["account_id"],
-                "live": False,
-                "access_token": account["access_token"],
-                "refresh_token": account["refresh_token"],
-            }
-        )
-    return {
-        "api": {
-            "client_id": described["client_id"],
-            "client_secret_file": str(secret_file),
-            "demo_host": "127.0.0.1",
-            "port": port,
-            "tls": False,
-            "connections": {"demo": connections},
-        },
-        "state_dir": str(state_dir),
-        "logging": {"level": log_level, "format": "json"},
-        "shutdown_timeout_s": 10,
-        "accounts": accounts,
-        "copy": copy_rules(followers),
-    }
+    assert described["url"].endswith(f":{port}")
+    names = [MASTER, *(follower_name(i) for i in range(1, followers + 1))]
+    return sim_daemon_config(
+        described,
+        state_dir,
+        secret_file,
+        names,
+        copy_rules(followers),
+        api={"connections": {"demo": connections}},
+        logging={"level": log_level, "format": "json"},
+        shutdown_timeout_s=10,
+    )
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

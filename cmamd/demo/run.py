@@ -15,6 +15,7 @@ import yaml
 from cmamd.accounts.model import OrderKind, Position, Side
 from cmamd.config.rules import Destination
 from cmamd.daemon.supervisor import Daemon
+from cmamd.demo.config import sim_daemon_config
 from cmamd.demo.master import MasterTrader
 from cmamd.demo.verdict import MasterTrade, compare, expected_copy
 from cmamd.demo.view import DemoView, describe_position
@@ -32,38 +33,13 @@ FOLLOWERS: dict[str, dict[str, Any]] = {
 }
 
 
-def demo_config(
-    sim: dict[str, Any], port: int, state_dir: Path, secret_file: Path
-) -> dict[str, Any]:
-    accounts = {a["name"]: a for a in sim["accounts"]}
-    return {
-        "api": {
-            "client_id": sim["client_id"],
-            "client_secret_file": str(secret_file),
-            "demo_host": "127.0.0.1",
-            "port": port,
-            "tls": False,  # the simulator on loopback
-        },
-        "state_dir": str(state_dir),
-        "logging": {"level": "warning", "format": "console"},
-        "accounts": [
-            {
-                "name": name,
-                "account_id": accounts[name]["account_id"],
-                "live": False,
-                "access_token": accounts[name]["access_token"],
-                "refresh_token": accounts[name]["refresh_token"],
-            }
-            for name in [MASTER, *FOLLOWERS]
-        ],
-        "copy": [
-            {
-                "name": "demo",
-                "source": MASTER,
-                "destinations": [{"account": name, **rule} for name, rule in FOLLOWERS.items()],
-            }
-        ],
+DEMO_RULES = [
+    {
+        "name": "demo",
+        "source": MASTER,
+        "destinations": [{"account": name, **rule} for name, rule in FOLLOWERS.items()],
     }
+]
 
 
 @dataclass
@@ -217,12 +193,14 @@ async def run_demo(*, keep: bool = False, state_dir: str | None = None) -> int:
         async with SimServer(SimConfig.default()) as sim:
             described = sim.describe()
             ids = {a["name"]: a["account_id"] for a in described["accounts"]}
-            secret_file = work / "client_secret"
-            secret_file.write_text(described["client_secret"])
-            secret_file.chmod(0o600)
             config_path = work / "config.yaml"
-            config = demo_config(
-                described, sim.port, Path(state_dir or work / "state"), secret_file
+            config = sim_daemon_config(
+                described,
+                Path(state_dir or work / "state"),
+                work / "client_secret",
+                [MASTER, *FOLLOWERS],
+                DEMO_RULES,
+                logging={"level": "warning", "format": "console"},
             )
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
             view.line(f"cmamd demo: simulated broker at {sim.url}, config {config_path}")

@@ -21,6 +21,7 @@ import yaml
 from cmamd.accounts.model import Position
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
+from cmamd.demo.config import sim_daemon_config
 from cmamd.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,36 +38,18 @@ def daemon_config(
     api: dict[str, Any] | None = None,
     logging: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    described = sim.describe()
-    by_name = {a["name"]: a for a in described["accounts"]}
-    secret_file.write_text(described["client_secret"])
-    entries = []
-    for name in accounts:
-        entry: dict[str, Any] = {
-            "name": name,
-            "account_id": by_name[name]["account_id"],
-            "live": False,
-        }
-        if bootstrap_tokens:
-            entry["access_token"] = by_name[name]["access_token"]
-            entry["refresh_token"] = by_name[name]["refresh_token"]
-        entries.append(entry)
-    return {
-        "api": {
-            "client_id": described["client_id"],
-            "client_secret_file": str(secret_file),
-            "demo_host": "127.0.0.1",
-            "port": sim.port,
-            "tls": False,
-            "request_timeout_s": 2,
-            **(api or {}),
-        },
-        "state_dir": str(state_dir),
-        "logging": logging or {"level": "info", "format": "json"},
-        "shutdown_timeout_s": 5,
-        "accounts": entries,
-        "copy": rules,
-    }
+    """Short request timeout and shutdown budget, so fault tests run fast."""
+    return sim_daemon_config(
+        sim.describe(),
+        state_dir,
+        secret_file,
+        accounts,
+        rules,
+        bootstrap_tokens=bootstrap_tokens,
+        api={"request_timeout_s": 2, **(api or {})},
+        logging=logging,
+        shutdown_timeout_s=5,
+    )
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
