@@ -37,27 +37,7 @@ TOKEN_CHECK_S = 3600.0  # expiry unknown (a bootstrap pair): look again this oft
 TOKEN_TIMER_MIN_S = 60.0
 # What bringing an account up can raise; _is_permanent tells refusals from transients.
 RETRYABLE_OR_REFUSED = (TimeoutError, OpenApiError, TokenError, OutcomeUnknown, RequestNotSent)
-REFUSALS = frozenset(
-    {
-        "CH_ACCESS_TOKEN_INVALID",
-        "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
-        "RET_NO_SUCH_LOGIN",
-        "RET_ACCOUNT_DISABLED",
-        "CANT_ROUTE_REQUEST",
-        "CH_CLIENT_AUTH_FAILURE",
-    }
-)
 RECENT_ORDER_EVENTS = 512
-TERMINAL_EXECUTIONS = frozenset(
-    {
-        model_pb2.ORDER_FILLED,
-        model_pb2.ORDER_CANCELLED,
-        model_pb2.ORDER_EXPIRED,
-        model_pb2.ORDER_REJECTED,
-        model_pb2.ORDER_REPLACED,
-        model_pb2.ORDER_CANCEL_REJECTED,
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,4 +461,4 @@ class AccountSession:
 
 def _is_permanent(exc: BaseException) -> bool:
     """The server refused the token or the account: retrying cannot help."""
-    return isinstance(exc, TokenError) or (isinstance(exc, OpenApiError) and exc.code in REFUSALS)
+    return isinstance(exc, TokenError) or (isinstance(exc, OpenApiError) and exc.account_refused)

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from cmamd.protocol.proto import common_pb2, messages_pb2, model_pb2
+from cmamd.protocol.proto import common_pb2, messages_pb2
 
 M = TypeVar("M", bound=Message)
 
@@ -95,13 +95,3 @@ def decode(frame: bytes) -> Envelope:
         raise ProtocolError(f"{cls.__name__} lacks required fields: {missing}")
     client_msg_id = envelope.clientMsgId if envelope.HasField("clientMsgId") else None
     return Envelope(envelope.payloadType, message, client_msg_id)
-
-
-def enum_name(enum_type: str, value: int) -> str:
-    """Name of an enum value, e.g. ``enum_name("ProtoOAExecutionType", 3) == "ORDER_FILLED"``."""
-    for module in (model_pb2, common_pb2):
-        descriptor = module.DESCRIPTOR.enum_types_by_name.get(enum_type)
-        if descriptor is not None:
-            value_descriptor = descriptor.values_by_number.get(value)
-            return value_descriptor.name if value_descriptor else str(value)
-    raise KeyError(enum_type)

@@ -12,15 +12,21 @@ from google.protobuf.message import Message
 from cmamd.protocol.proto import common_pb2, messages_pb2
 
 RATE_LIMIT_CODES = frozenset({"REQUEST_FREQUENCY_EXCEEDED", "BLOCKED_PAYLOAD_TYPE"})
-AUTH_CODES = frozenset(
+SESSION_LOST_CODES = frozenset(
+    {"ACCOUNT_NOT_AUTHORIZED", "OA_AUTH_TOKEN_EXPIRED", "CH_ACCESS_TOKEN_INVALID"}
+)
+"""A request refused because the account's session is gone, not because of the request."""
+ACCOUNT_REFUSED_CODES = frozenset(
     {
         "CH_ACCESS_TOKEN_INVALID",
-        "OA_AUTH_TOKEN_EXPIRED",
-        "ACCOUNT_NOT_AUTHORIZED",
         "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
         "RET_NO_SUCH_LOGIN",
+        "RET_ACCOUNT_DISABLED",
+        "CANT_ROUTE_REQUEST",
+        "CH_CLIENT_AUTH_FAILURE",
     }
 )
+"""Authorising the account cannot succeed by retrying: the token or the account is refused."""
 APPLICATION_AUTH_CODES = frozenset({"CH_CLIENT_AUTH_FAILURE", "CH_OA_CLIENT_NOT_FOUND"})
 
 
@@ -53,8 +59,12 @@ class OpenApiError(Exception):
         return self.code in RATE_LIMIT_CODES
 
     @property
-    def is_auth(self) -> bool:
-        return self.code in AUTH_CODES
+    def session_lost(self) -> bool:
+        return self.code in SESSION_LOST_CODES
+
+    @property
+    def account_refused(self) -> bool:
+        return self.code in ACCOUNT_REFUSED_CODES
 
 
 class OrderError(OpenApiError):

@@ -47,10 +47,6 @@ RETRY_LATER_CODES = frozenset(
 )
 """Refusals of a close/amend/cancel that pass with time: retried, or a close would be missed.
 A refused *open* is never retried: by the time the market opens the trade is stale."""
-SESSION_LOST_CODES = frozenset(
-    {"ACCOUNT_NOT_AUTHORIZED", "OA_AUTH_TOKEN_EXPIRED", "CH_ACCESS_TOKEN_INVALID"}
-)
-"""Refusals that say the account's session is gone, not that the order is wrong."""
 RETRY_FIRST_S = 30.0
 RETRY_MAX_S = 300.0
 
@@ -357,7 +353,7 @@ class Replicator:
             gone = {"POSITION_NOT_FOUND", "POSITION_NOT_OPEN"}
             if isinstance(intent, ClosePosition) and exc.code in gone:
                 return "done", f"already closed ({exc.code})", False
-            if exc.code in SESSION_LOST_CODES:
+            if exc.session_lost:
                 # Not executed: the account's session is gone. Once it is re-authorised
                 # and reconciled, every key of the account is planned again.
                 follower.start_recovery(f"{exc.code} on a trade request")
