@@ -41,3 +41,18 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full-campaigns",
+        action="store_true",
+        default=False,
+        help="run the fault campaigns (kill, network, hostile) at full length",
+    )
+
+
+@pytest.fixture
+def full_campaigns(request: pytest.FixtureRequest) -> bool:
+    """True when the fault campaigns should run at full length (``--full-campaigns``)."""
+    return bool(request.config.getoption("--full-campaigns"))
