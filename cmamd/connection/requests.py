@@ -173,8 +173,13 @@ class RequestSender:
         while True:
             self._state.raise_if_closed()
             link = self._state.link
-            if link is not None and link.alive and self._may_use(link, priority):
+            if link is not None and link.is_open() and self._may_use(link, priority):
                 return link
+            if link is not None and link.alive and not link.is_open():
+                # The socket is closing but the reader has not ended the link yet: nothing
+                # more can be written on it, so stop offering it, and suspend until the
+                # reader replaces it (returning it again would spin without ever yielding).
+                link.alive = False
             await self._state.wait_change()
 
     def _may_use(self, link: Link, priority: Priority) -> bool:
