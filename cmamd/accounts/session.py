@@ -179,7 +179,7 @@ class AccountSession:
         trader = self.state.trader
         if trader is None:
             return None
-        return self.catalogue.quote_to_deposit(spec, trader.deposit_asset)
+        return self.catalogue.quote_to_deposit(spec, trader.deposit_asset_id)
 
     async def wait_for_order(self, order_id: int, outcomes: Iterable[int], timeout: float) -> int:
         """Wait for an execution event of ``order_id`` whose type is in ``outcomes``."""
@@ -318,7 +318,7 @@ class AccountSession:
         assert self.state.trader is not None
         try:
             count = await self.catalogue.subscribe_conversion_quotes(
-                self.connection.request, self.state.trader.deposit_asset
+                self.connection.request, self.state.trader.deposit_asset_id
             )
         except OpenApiError as exc:
             if exc.code != "ALREADY_SUBSCRIBED":  # the server kept them: what we wanted
