@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from cmamd.replication.labels import client_order_id, label
@@ -275,3 +277,42 @@ async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
     assert stored.refresh_token == described[ids["follower-hedged"]]["refresh_token"]
     sim.close_position(ids["master"], position)
     await eventually(lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "closed")
+
+
+async def test_an_order_never_sent_while_the_link_is_down_is_planned_again_once_it_is_back(
+    sim: SimServer,
+    ids: dict[str, int],
+    make_config: Any,
+    daemons: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The follower's link stays down longer than the send timeout (2 s here): the order
+    never leaves the process (RequestNotSent). That is a warning, not a failed step, and
+    the copy is made once the link is back, exactly once."""
+    follower = ids["follower-hedged"]
+    # two connections: the master's stays up and reports the trade while the follower's is down
+    daemon = daemons(make_config(ACCOUNTS, RULES, api={"connections": {"demo": 2}}))
+    await daemon.start()
+    sessions = daemon.daemon.sessions
+    assert sessions["master"].connection is not sessions["follower-hedged"].connection
+    sim.maintenance(int(time.time() * 1000) + 60_000)  # no new session until lifted
+    assert sim.drop_connections(follower) == 1
+    await eventually(lambda: not sessions["follower-hedged"].connection.is_ready, 5, "link down")
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 400_000)
+    await eventually(lambda: daemon.daemon.replicator.stats.deferred == 1, 10, "not sent")
+    assert follower_orders(sim, follower) == [] and sim.broker.positions(follower) == []
+
+    sim.maintenance(None)
+    await eventually(lambda: sim.broker.positions(follower) != [], 20, "copied once back")
+    await daemon.settle()
+    copies = sim.broker.positions(follower)
+    assert [(c.volume, c.label) for c in copies] == [
+        (400_000, label(ids["master"], f"p{position}"))
+    ]
+    assert len(follower_orders(sim, follower)) == 1
+    failures = [
+        r for r in caplog.records if r.name.startswith("cmamd") and r.levelno >= logging.ERROR
+    ]
+    assert failures == [], [r.getMessage() for r in failures]
+    deferred = [r for r in caplog.records if "not sent" in r.getMessage()]
+    assert deferred and all(r.levelno == logging.WARNING for r in deferred)
