@@ -230,7 +230,8 @@ class AccountSession:
         await self._tokens.refresh(self.account_id, refresher)
 
     async def _rotate_tokens_when_due(self) -> None:
-        """Rotate the token pair a day before it expires, not when a request fails.
+        """Rotate the token pair before it expires (a day before, or after three quarters
+        of a shorter lifetime: ``tokens.refresh_margin_ms``), not when a request fails.
 
         The server then invalidates the old token for every account of the pair, and the
         recovery that follows re-authorises each of them with the new one.

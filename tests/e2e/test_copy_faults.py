@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 
 from cmamd.replication.labels import client_order_id, label
 from cmamd.replication.links import Link, LinkStatus
-from cmamd.sim import SimServer
+from cmamd.sim import SimConfig, SimServer
 from cmamd.state.store import StateStore
 
 from .kit import DaemonProcess, eventually
@@ -252,6 +253,7 @@ async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
 ) -> None:
     ttl_ms = 2_628_000 * 1000  # the simulator's token lifetime
     monkeypatch.setattr("cmamd.accounts.tokens.REFRESH_MARGIN_MS", ttl_ms - 1500)  # due 1.5 s in
+    monkeypatch.setattr("cmamd.accounts.tokens.REFRESH_MARGIN_FRACTION", 1.0)
     monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
     config = make_config(ACCOUNTS, RULES)
     data = yaml.safe_load(config.read_text())
@@ -316,3 +318,41 @@ async def test_an_order_never_sent_while_the_link_is_down_is_planned_again_once_
     assert failures == [], [r.getMessage() for r in failures]
     deferred = [r for r in caplog.records if "not sent" in r.getMessage()]
     assert deferred and all(r.levelno == logging.WARNING for r in deferred)
+
+
+class TestShortTokenLifetime:
+    """Tokens living 4 s (a stand-in for any lifetime under a day): each new pair is rotated
+    after three quarters of its life, once, not as soon as it arrives."""
+
+    @pytest.fixture
+    async def sim(self) -> AsyncIterator[SimServer]:
+        async with SimServer(SimConfig.default(token_ttl_s=4)) as server:
+            yield server
+
+    async def test_a_short_lived_token_is_rotated_at_a_fraction_of_its_life_not_in_a_burst(
+        self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+    ) -> None:
+        monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
+        config = make_config(ACCOUNTS, RULES)
+        data = yaml.safe_load(config.read_text())
+        for account in data["accounts"]:
+            del account["access_token"]  # a refresh token alone: rotated at start
+        config.write_text(yaml.safe_dump(data))
+        daemon = daemons(config)
+        await daemon.start()
+
+        def refreshes() -> list[float]:
+            return [r.at for r in sim.record if r.name == "ProtoOARefreshTokenReq"]
+
+        assert len(refreshes()) == 2  # one per token group (masters, followers) at start
+        await eventually(lambda: len(refreshes()) >= 4, 10, "rotated again before expiry")
+        first, second = refreshes()[1], refreshes()[3]
+        # due 3 s after the first pair arrived (a quarter of 4 s before its expiry)
+        assert second - first >= 2.5, f"rotated {second - first:.2f} s after the previous one"
+        await eventually(
+            lambda: all(s.ready.is_set() for s in daemon.daemon.sessions.values()), 10, "re-auth"
+        )
+        position = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+        await eventually(lambda: len(sim.broker.positions(ids["follower-hedged"])) == 1, 10, "copy")
+        sim.close_position(ids["master"], position)
+        await eventually(lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "closed")
