@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cmamd.connection.errors import SendTimeout
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import client_order_id, label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.sim import SimConfig, SimServer
@@ -318,6 +320,36 @@ async def test_an_order_never_sent_while_the_link_is_down_is_planned_again_once_
     assert failures == [], [r.getMessage() for r in failures]
     deferred = [r for r in caplog.records if "not sent" in r.getMessage()]
     assert deferred and all(r.levelno == logging.WARNING for r in deferred)
+
+
+async def test_an_order_not_sent_while_the_link_stays_up_is_planned_again(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+) -> None:
+    """Not sent for want of send budget, the link never went down: no reconnect, no
+    reconcile would plan the item again, so the executor must."""
+    follower = ids["follower-hedged"]
+    daemon = daemons(make_config(ACCOUNTS, RULES))
+    await daemon.start()
+    connection = daemon.daemon.sessions["follower-hedged"].connection
+    real_request = connection.request
+    refused: list[Any] = []
+
+    async def first_order_not_sent(message: Any, **kw: Any) -> Any:
+        if isinstance(message, pb.ProtoOANewOrderReq) and not refused:
+            refused.append(message)
+            raise SendTimeout("ProtoOANewOrderReq not sent within 2 s (waiting for send budget)")
+        return await real_request(message, **kw)
+
+    monkeypatch.setattr(connection, "request", first_order_not_sent)
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 200_000)
+    await eventually(lambda: sim.broker.positions(follower) != [], 10, "copied after all")
+    await daemon.settle()
+    copies = sim.broker.positions(follower)
+    assert [(c.volume, c.label) for c in copies] == [
+        (200_000, label(ids["master"], f"p{position}"))
+    ]
+    assert len(refused) == 1 and len(follower_orders(sim, follower)) == 1
+    assert daemon.daemon.replicator.stats.deferred == 1
 
 
 class TestShortTokenLifetime:
