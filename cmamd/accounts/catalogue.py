@@ -3,7 +3,8 @@
 Loaded once before the account is ready (the copy path never asks the server about a
 symbol) and refreshed when the server says a symbol changed. Conversion quotes are kept
 only for accounts that size by risk: the pairs that turn each quote currency into the
-deposit currency are subscribed to, and resubscribed after every reconnect.
+deposit currency, found by asset ids (``cmamd.accounts.conversion``), are subscribed to,
+and resubscribed after every reconnect.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import cast
 
 from google.protobuf.message import Message
 
-from cmamd.accounts import convert
+from cmamd.accounts import conversion, convert
 from cmamd.accounts.model import Quote, SymbolSpec
 from cmamd.connection.ratelimit import Priority
 from cmamd.protocol import units
@@ -33,7 +34,8 @@ class Catalogue:
         self.symbols_by_name: dict[str, SymbolSpec] = {}
         self.quotes: dict[int, Quote] = {}
         self._names: dict[int, str] = {}
-        self._quote_assets: dict[int, int] = {}
+        self._pairs: dict[int, tuple[int, int]] = {}  # symbol id -> (base, quote) asset ids
+        self._paths: dict[tuple[int, int], tuple[conversion.Leg, ...] | None] = {}
 
     @property
     def loaded(self) -> bool:
@@ -57,7 +59,8 @@ class Catalogue:
             ),
         )
         self._names = {s.symbolId: s.symbolName for s in light.symbol}
-        self._quote_assets = {s.symbolId: s.quoteAssetId for s in light.symbol}
+        self._pairs = conversion.asset_pairs(light.symbol)
+        self._paths = {}
         specs = await self._details(request, sorted(self._names))
         self.symbols_by_id = specs
         self.symbols_by_name = {spec.name: spec for spec in specs.values()}
@@ -94,22 +97,16 @@ class Catalogue:
         return specs
 
     # conversion ----------------------------------------------------------------------
-    def conversion_symbols(self, deposit_asset: str) -> list[int]:
-        """Ids of the pairs that convert every quote currency here into ``deposit_asset``."""
+    def conversion_symbols(self, deposit_asset_id: int) -> list[int]:
+        """Ids of the symbols that convert every quote currency here into the deposit asset."""
         needed: set[int] = set()
-        for quote_asset in set(self._quote_assets.values()):
-            name = self.asset_names.get(quote_asset, "")
-            if not name or name == deposit_asset:
-                continue
-            for pair in (name + deposit_asset, deposit_asset + name):
-                spec = self.symbols_by_name.get(pair)
-                if spec is not None:
-                    needed.add(spec.symbol_id)
-                    break
+        for quote_asset in {quote for _, quote in self._pairs.values()}:
+            legs = self._path(quote_asset, deposit_asset_id)
+            needed.update(leg.symbol_id for leg in legs or ())
         return sorted(needed)
 
-    async def subscribe_conversion_quotes(self, request: Request, deposit_asset: str) -> int:
-        ids = self.conversion_symbols(deposit_asset)
+    async def subscribe_conversion_quotes(self, request: Request, deposit_asset_id: int) -> int:
+        ids = self.conversion_symbols(deposit_asset_id)
         if ids:
             await request(
                 pb.ProtoOASubscribeSpotsReq(ctidTraderAccountId=self.account_id, symbolId=ids),
@@ -124,19 +121,16 @@ class Catalogue:
         ask = units.price_from_points(spot.ask) if spot.HasField("ask") else old.ask
         self.quotes[spot.symbolId] = Quote(bid, ask)
 
-    def quote_to_deposit(self, spec: SymbolSpec, deposit_asset: str) -> Decimal | None:
+    def quote_to_deposit(self, spec: SymbolSpec, deposit_asset_id: int) -> Decimal | None:
         """Rate from the symbol's quote currency to the deposit currency, if known."""
-        quote_asset = self._quote_assets.get(spec.symbol_id)
-        if quote_asset is None:
+        assets = self._pairs.get(spec.symbol_id)
+        if assets is None:
             return None
-        quote_name = self.asset_names.get(quote_asset, "")
-        if quote_name and quote_name == deposit_asset:
-            return Decimal(1)
-        pairs = ((quote_name + deposit_asset, False), (deposit_asset + quote_name, True))
-        for pair, invert in pairs:
-            other = self.symbols_by_name.get(pair)
-            quote = self.quotes.get(other.symbol_id) if other else None
-            if quote and quote.bid > 0:
-                mid = Decimal(repr((quote.bid + quote.ask) / 2))
-                return 1 / mid if invert else mid
-        return None
+        legs = self._path(assets[1], deposit_asset_id)
+        return None if legs is None else conversion.rate(legs, self.quotes)
+
+    def _path(self, from_asset: int, to_asset: int) -> tuple[conversion.Leg, ...] | None:
+        key = (from_asset, to_asset)
+        if key not in self._paths:
+            self._paths[key] = conversion.path(self._pairs, from_asset, to_asset)
+        return self._paths[key]

@@ -70,6 +70,7 @@ def trader_info(trader: model_pb2.ProtoOATrader, *, is_live: bool = False) -> Tr
         trading_allowed=trader.accessRights == model_pb2.FULL_ACCESS,
         broker=trader.brokerName,
         is_live=is_live,
+        deposit_asset_id=trader.depositAssetId,
     )
 
 

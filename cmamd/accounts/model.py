@@ -103,6 +103,7 @@ class TraderInfo:
     deposit_asset: str = ""
     broker: str = ""
     is_live: bool = False
+    deposit_asset_id: int = 0  # what conversions are found by (names differ per broker)
 
 
 @dataclass(slots=True)

@@ -179,7 +179,7 @@ class AccountSession:
         trader = self.state.trader
         if trader is None:
             return None
-        return self.catalogue.quote_to_deposit(spec, trader.deposit_asset)
+        return self.catalogue.quote_to_deposit(spec, trader.deposit_asset_id)
 
     async def wait_for_order(self, order_id: int, outcomes: Iterable[int], timeout: float) -> int:
         """Wait for an execution event of ``order_id`` whose type is in ``outcomes``."""
@@ -230,7 +230,8 @@ class AccountSession:
         await self._tokens.refresh(self.account_id, refresher)
 
     async def _rotate_tokens_when_due(self) -> None:
-        """Rotate the token pair a day before it expires, not when a request fails.
+        """Rotate the token pair before it expires (a day before, or after three quarters
+        of a shorter lifetime: ``tokens.refresh_margin_ms``), not when a request fails.
 
         The server then invalidates the old token for every account of the pair, and the
         recovery that follows re-authorises each of them with the new one.
@@ -318,7 +319,7 @@ class AccountSession:
         assert self.state.trader is not None
         try:
             count = await self.catalogue.subscribe_conversion_quotes(
-                self.connection.request, self.state.trader.deposit_asset
+                self.connection.request, self.state.trader.deposit_asset_id
             )
         except OpenApiError as exc:
             if exc.code != "ALREADY_SUBSCRIBED":  # the server kept them: what we wanted

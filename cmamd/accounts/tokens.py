@@ -20,6 +20,10 @@ log = get_logger("cmamd.accounts.tokens")
 
 REFRESH_MARGIN_MS = 24 * 3600 * 1000
 """Refresh a day before expiry: tokens live ~30 days, and a day survives long outages."""
+REFRESH_MARGIN_FRACTION = 0.25
+"""...but never more than this share of the token's lifetime before expiry: a token living
+less than four days is rotated once three quarters of its life have passed, not at once
+(a day's margin on a shorter lifetime would make every new token due on arrival)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ class TokenKeeper:
         tokens = self.current(account_id)
         if tokens.expires_at_ms is None:
             return None
-        return (tokens.expires_at_ms - REFRESH_MARGIN_MS - self._now_ms()) / 1000
+        return (tokens.expires_at_ms - refresh_margin_ms(tokens) - self._now_ms()) / 1000
 
     async def refresh(self, account_id: int, refresher: Refresher) -> StoredTokens:
         """Rotate the pair of ``account_id``'s group; a group refreshes once at a time."""
@@ -101,3 +105,12 @@ class TokenKeeper:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def refresh_margin_ms(tokens: StoredTokens) -> int:
+    """How long before its expiry a pair is rotated: a day, or a quarter of its lifetime
+    (from when it was stored to its expiry) when that is shorter."""
+    if tokens.expires_at_ms is None:
+        return REFRESH_MARGIN_MS
+    lifetime_ms = tokens.expires_at_ms - tokens.updated_ms
+    return min(REFRESH_MARGIN_MS, max(0, int(lifetime_ms * REFRESH_MARGIN_FRACTION)))

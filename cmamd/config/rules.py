@@ -6,6 +6,7 @@ checked by the top-level config model, which knows the accounts.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -103,6 +104,14 @@ class SymbolRule(StrictModel):
 
 class EquityStop(StrictModel):
     below: Positive  # follower equity, in its deposit currency
+    # Any value; a tripped stop stays tripped until this block changes: bump it to re-arm.
+    rearm: str | None = None
+
+    @field_validator("rearm", mode="before")
+    @classmethod
+    def _any_scalar(cls, value: Any) -> Any:
+        # `rearm: 2`, `rearm: 2026-11-27` (a date to YAML) and `rearm: x` all mark a change
+        return str(value) if isinstance(value, int | float | date) else value
 
 
 def _yaml_on(value: Any) -> Any:

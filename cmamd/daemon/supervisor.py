@@ -22,15 +22,15 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.tokens import TokenKeeper
-from cmamd.config.diff import diff_configs, fingerprint_of
+from cmamd.config.diff import diff_configs
 from cmamd.config.loader import ConfigError, load_config
 from cmamd.config.models import AccountConfig, Config
 from cmamd.config.rules import VolumeMode
-from cmamd.daemon import reload_status
+from cmamd.daemon import dest_marks, reload_status
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
 from cmamd.logs import configure_logging, get_logger, register_secret
@@ -196,11 +196,9 @@ class Daemon:
                 if not (master.enabled and follower.enabled):
                     continue
                 dest_id = _dest_id(config, rule.name, rule.source, dest.account)
-                started = self.store.get_meta(f"started:{dest_id}")
-                if started is None:
-                    started = str(int(time.time() * 1000))
-                    self.store.set_meta(f"started:{dest_id}", started)
-                stopped = self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest)
+                now_ms = int(time.time() * 1000)
+                started = dest_marks.copying_since_ms(self.store, dest_id, dest, now_ms)
+                stopped = dest_marks.equity_stop_latched(self.store, dest_id, dest)
                 target = CopyTarget(
                     rule=rule.name,
                     dest=dest,
@@ -336,9 +334,9 @@ class Daemon:
                 equity = session.state.equity
                 if equity is None or equity >= dest.equity_stop.below:
                     continue
-                if self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest):
+                if dest_marks.equity_stop_latched(self.store, dest_id, dest):
                     continue
-                self.store.set_meta(f"equity-stop:{dest_id}", _fingerprint(dest))
+                dest_marks.latch_equity_stop(self.store, dest_id, dest)
                 log.error(
                     "EQUITY STOP: closing copies and freezing the destination",
                     rule=rule.name,
@@ -395,7 +393,7 @@ class Daemon:
         for rule in self.config.copy_rules:
             for dest in rule.destinations:
                 dest_id = _dest_id(self.config, rule.name, rule.source, dest.account)
-                if self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest):
+                if dest_marks.equity_stop_latched(self.store, dest_id, dest):
                     stopped.append(f"{rule.name}:{dest.account}")
         return stopped
 
@@ -432,7 +430,3 @@ def _dest_id(config: Config, rule: str, master: str, follower: str) -> str:
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
-
-
-def _fingerprint(dest: BaseModel) -> str:
-    return fingerprint_of(dest)

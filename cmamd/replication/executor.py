@@ -20,6 +20,7 @@ from typing import Any
 from structlog.contextvars import bound_contextvars
 
 from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.connection.errors import RequestNotSent
 from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
@@ -114,6 +115,7 @@ class Replicator:
         # follower symbol ids with an open/placement in flight, per destination and key
         self._opening: dict[str, dict[str, int]] = {}
         self._retry_delays: dict[WorkKey, float] = {}
+        self._replans: set[asyncio.Task[None]] = set()  # keys waiting for a link to send on
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
@@ -225,9 +227,9 @@ class Replicator:
             return False
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._replans]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._replans, return_exceptions=True)
         self._tasks = []
 
     async def _worker(self, number: int) -> None:
@@ -314,6 +316,10 @@ class Replicator:
                 outcome, detail, filled = await self._send(follower, intent)
             finally:
                 opening.pop(plan.key, None)
+            if outcome == "not_sent":
+                # never left the process: nothing to settle, the key is planned afresh
+                self._replan_when_connected(dest, plan.key, follower)
+                outcome = "deferred"
             journaled = "rejected" if outcome == "deferred" else outcome
             self._store.journal_outcome(intent_id, journaled, detail)
             latency_ms = (time.monotonic() - since) * 1000
@@ -339,7 +345,8 @@ class Replicator:
         return True
 
     async def _send(self, follower: AccountSession, intent: Intent) -> tuple[str, str, bool]:
-        """(outcome, detail, filled): outcome is done, rejected or unknown."""
+        """(outcome, detail, filled): outcome is done, rejected, unknown, deferred or
+        not_sent (the request never left the process: safe to plan again)."""
         request = requests.build_request(intent)
         try:
             reply = await follower.connection.request(
@@ -349,6 +356,8 @@ class Replicator:
             )
         except OutcomeUnknown as exc:
             return "unknown", str(exc) or "no answer", False
+        except RequestNotSent as exc:
+            return "not_sent", f"not sent: {exc or type(exc).__name__}", False
         except OpenApiError as exc:
             gone = {"POSITION_NOT_FOUND", "POSITION_NOT_OPEN"}
             if isinstance(intent, ClosePosition) and exc.code in gone:
@@ -407,6 +416,23 @@ class Replicator:
         )
         loop = asyncio.get_running_loop()
         loop.call_later(delay, lambda: self.queue.push(work, at=time.monotonic(), urgent=True))
+
+    def _replan_when_connected(self, dest: Destination, key: str, follower: AccountSession) -> None:
+        """Plan ``key`` again once the follower's link is up and the account ready."""
+        work = (dest.id, dest.target.follower_account_id, key)
+
+        async def replan() -> None:
+            try:
+                await follower.connection.wait_ready()
+            except Exception as exc:  # closed for good (shutdown, account removed)
+                log.warning("not planned again: the link closed", error=str(exc), work=list(work))
+                return
+            await follower.ready.wait()
+            self.queue.push(work, at=time.monotonic())
+
+        task = asyncio.create_task(replan())
+        self._replans.add(task)
+        task.add_done_callback(self._replans.discard)
 
     def _now_ms(self) -> int:
         return int(self._wall_clock() * 1000)

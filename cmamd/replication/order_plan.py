@@ -297,7 +297,9 @@ def _place_blocker(inputs: KeyInputs, master_order: PendingOrder) -> Skip | None
             "its copy follows that position's volume"
         )
     if master_order.updated_ms < inputs.target.started_ms and not dest.copy_existing:
-        return Skip("placed before the copy started and copy_existing is off")
+        return Skip(
+            "placed before the copy started (or came back from frozen) and copy_existing is off"
+        )
     return side_selected(dest, master_order.side)
 
 

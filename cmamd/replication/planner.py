@@ -18,8 +18,10 @@ Copies of ``p<P>``: follower positions labelled ``p<P>``, or labelled ``o<O>`` w
 origin once O is no longer pending on the master (the follower's pending copy may have
 filled on its own). While O is pending, what carries its label belongs to ``o<O>``.
 
-- mode ``frozen``: nothing at all. ``liquidate`` (equity stop): close every copy, cancel
-  every pending copy, and never open again (links end SKIPPED/CLOSED "equity stop").
+- mode ``frozen``: nothing at all; its return moves the destination's start to that moment
+  (``daemon/dest_marks.py``), so what the master opened meanwhile predates it.
+  ``liquidate`` (equity stop): close every copy, cancel every pending copy, and never open
+  again (links end SKIPPED/CLOSED "equity stop").
 - Master position, no link: filters decide once, recording a SKIPPED link with the reason
   (logged once, never reopened later): mode ``close_only``, ``sides`` (on the master's side),
   symbol include/exclude and mapping, age (older than ``max_delay_s`` unless ``copy_existing``

@@ -167,7 +167,10 @@ def _decide_open(
     age_ms = inputs.now_ms - master_position.open_ms
     existing = master_position.open_ms < inputs.target.started_ms
     if existing and not dest.copy_existing:
-        reason = "it was already open when this copy started and copy_existing is off"
+        reason = (
+            "it was already open when this copy started (or came back from frozen) "
+            "and copy_existing is off"
+        )
         return _skip(plan, inputs, master_position, Skip(reason))
     if age_ms > dest.max_delay_s * 1000 and not existing:
         return _skip(

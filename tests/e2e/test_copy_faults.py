@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from cmamd.connection.errors import SendTimeout
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import client_order_id, label
 from cmamd.replication.links import Link, LinkStatus
-from cmamd.sim import SimServer
+from cmamd.sim import SimConfig, SimServer
 from cmamd.state.store import StateStore
 
 from .kit import DaemonProcess, eventually
@@ -250,6 +255,7 @@ async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
 ) -> None:
     ttl_ms = 2_628_000 * 1000  # the simulator's token lifetime
     monkeypatch.setattr("cmamd.accounts.tokens.REFRESH_MARGIN_MS", ttl_ms - 1500)  # due 1.5 s in
+    monkeypatch.setattr("cmamd.accounts.tokens.REFRESH_MARGIN_FRACTION", 1.0)
     monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
     config = make_config(ACCOUNTS, RULES)
     data = yaml.safe_load(config.read_text())
@@ -275,3 +281,110 @@ async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
     assert stored.refresh_token == described[ids["follower-hedged"]]["refresh_token"]
     sim.close_position(ids["master"], position)
     await eventually(lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "closed")
+
+
+async def test_an_order_never_sent_while_the_link_is_down_is_planned_again_once_it_is_back(
+    sim: SimServer,
+    ids: dict[str, int],
+    make_config: Any,
+    daemons: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The follower's link stays down longer than the send timeout (2 s here): the order
+    never leaves the process (RequestNotSent). That is a warning, not a failed step, and
+    the copy is made once the link is back, exactly once."""
+    follower = ids["follower-hedged"]
+    # two connections: the master's stays up and reports the trade while the follower's is down
+    daemon = daemons(make_config(ACCOUNTS, RULES, api={"connections": {"demo": 2}}))
+    await daemon.start()
+    sessions = daemon.daemon.sessions
+    assert sessions["master"].connection is not sessions["follower-hedged"].connection
+    sim.maintenance(int(time.time() * 1000) + 60_000)  # no new session until lifted
+    assert sim.drop_connections(follower) == 1
+    await eventually(lambda: not sessions["follower-hedged"].connection.is_ready, 5, "link down")
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 400_000)
+    await eventually(lambda: daemon.daemon.replicator.stats.deferred == 1, 10, "not sent")
+    assert follower_orders(sim, follower) == [] and sim.broker.positions(follower) == []
+
+    sim.maintenance(None)
+    await eventually(lambda: sim.broker.positions(follower) != [], 20, "copied once back")
+    await daemon.settle()
+    copies = sim.broker.positions(follower)
+    assert [(c.volume, c.label) for c in copies] == [
+        (400_000, label(ids["master"], f"p{position}"))
+    ]
+    assert len(follower_orders(sim, follower)) == 1
+    failures = [
+        r for r in caplog.records if r.name.startswith("cmamd") and r.levelno >= logging.ERROR
+    ]
+    assert failures == [], [r.getMessage() for r in failures]
+    deferred = [r for r in caplog.records if "not sent" in r.getMessage()]
+    assert deferred and all(r.levelno == logging.WARNING for r in deferred)
+
+
+async def test_an_order_not_sent_while_the_link_stays_up_is_planned_again(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+) -> None:
+    """Not sent for want of send budget, the link never went down: no reconnect, no
+    reconcile would plan the item again, so the executor must."""
+    follower = ids["follower-hedged"]
+    daemon = daemons(make_config(ACCOUNTS, RULES))
+    await daemon.start()
+    connection = daemon.daemon.sessions["follower-hedged"].connection
+    real_request = connection.request
+    refused: list[Any] = []
+
+    async def first_order_not_sent(message: Any, **kw: Any) -> Any:
+        if isinstance(message, pb.ProtoOANewOrderReq) and not refused:
+            refused.append(message)
+            raise SendTimeout("ProtoOANewOrderReq not sent within 2 s (waiting for send budget)")
+        return await real_request(message, **kw)
+
+    monkeypatch.setattr(connection, "request", first_order_not_sent)
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 200_000)
+    await eventually(lambda: sim.broker.positions(follower) != [], 10, "copied after all")
+    await daemon.settle()
+    copies = sim.broker.positions(follower)
+    assert [(c.volume, c.label) for c in copies] == [
+        (200_000, label(ids["master"], f"p{position}"))
+    ]
+    assert len(refused) == 1 and len(follower_orders(sim, follower)) == 1
+    assert daemon.daemon.replicator.stats.deferred == 1
+
+
+class TestShortTokenLifetime:
+    """Tokens living 4 s (a stand-in for any lifetime under a day): each new pair is rotated
+    after three quarters of its life, once, not as soon as it arrives."""
+
+    @pytest.fixture
+    async def sim(self) -> AsyncIterator[SimServer]:
+        async with SimServer(SimConfig.default(token_ttl_s=4)) as server:
+            yield server
+
+    async def test_a_short_lived_token_is_rotated_at_a_fraction_of_its_life_not_in_a_burst(
+        self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+    ) -> None:
+        monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
+        config = make_config(ACCOUNTS, RULES)
+        data = yaml.safe_load(config.read_text())
+        for account in data["accounts"]:
+            del account["access_token"]  # a refresh token alone: rotated at start
+        config.write_text(yaml.safe_dump(data))
+        daemon = daemons(config)
+        await daemon.start()
+
+        def refreshes() -> list[float]:
+            return [r.at for r in sim.record if r.name == "ProtoOARefreshTokenReq"]
+
+        assert len(refreshes()) == 2  # one per token group (masters, followers) at start
+        await eventually(lambda: len(refreshes()) >= 4, 10, "rotated again before expiry")
+        first, second = refreshes()[1], refreshes()[3]
+        # due 3 s after the first pair arrived (a quarter of 4 s before its expiry)
+        assert second - first >= 2.5, f"rotated {second - first:.2f} s after the previous one"
+        await eventually(
+            lambda: all(s.ready.is_set() for s in daemon.daemon.sessions.values()), 10, "re-auth"
+        )
+        position = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+        await eventually(lambda: len(sim.broker.positions(ids["follower-hedged"])) == 1, 10, "copy")
+        sim.close_position(ids["master"], position)
+        await eventually(lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "closed")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cmamd.accounts.model import Side
+from cmamd.accounts.model import OrderKind, Side
 from cmamd.daemon import supervisor
 from cmamd.demo.master import MasterTrader
 from cmamd.replication.labels import label
@@ -470,3 +470,123 @@ async def test_a_symbol_changed_by_the_broker_is_reloaded_before_the_next_copy(
     assert copies_of(sim, suffix, ids["master"], f"p{gold}") == []
     assert "close-only" in link(daemon, suffix, f"p{gold}")["reason"]
     assert len(copies_of(sim, suffix, ids["master"], f"p{euro}")) == 1
+
+
+# frozen, then back on --------------------------------------------------------------------
+async def test_frozen_ignores_what_the_master_opened_meanwhile_and_catches_up_on_return(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+) -> None:
+    """Back from frozen: the copies made before follow the master again (here a partial
+    close made meanwhile); what the master opened or placed meanwhile counts as existing,
+    copied only where copy_existing is on (the netted follower here)."""
+    accounts = ["master", "follower-hedged", "follower-netted"]
+    hedged, netted = ids["follower-hedged"], ids["follower-netted"]
+
+    def config(mode: str) -> Path:
+        return make_config(
+            accounts,
+            rules(
+                {"account": "follower-hedged", "mode": mode},
+                {"account": "follower-netted", "mode": mode, "copy_existing": True},
+            ),
+            name=f"{mode}.yaml",
+        )
+
+    first = await started(daemons, config("on"))
+    before = await master.market("EURUSD", Side.BUY, "1.00")
+    await first.settle()
+    for follower in (hedged, netted):
+        assert [p.volume for p in copies_of(sim, follower, ids["master"], f"p{before}")] == [
+            10_000_000
+        ]
+    assert await first.stop() == 0
+
+    frozen = await started(daemons, config("frozen"))
+    meanwhile = await master.market("GBPUSD", Side.SELL, "0.30")
+    order = await master.pending("USDJPY", Side.BUY, OrderKind.LIMIT, "0.20", 140.000)
+    await master.close(before, master.volume("EURUSD", "0.40"))
+    await frozen.settle()
+    assert [p.volume for p in sim.broker.positions(hedged)] == [10_000_000], "frozen: untouched"
+    assert await frozen.stop() == 0
+
+    back = await started(daemons, config("on"))
+    await back.settle()
+    for follower in (hedged, netted):
+        assert [p.volume for p in copies_of(sim, follower, ids["master"], f"p{before}")] == [
+            6_000_000
+        ], "the partial close made while frozen is followed on return"
+    assert copies_of(sim, hedged, ids["master"], f"p{meanwhile}") == []
+    assert sim.broker.orders(hedged) == []
+    for key in (f"p{meanwhile}", f"o{order}"):
+        skipped = link(back, hedged, key)
+        assert skipped["status"] == "skipped" and "copy_existing is off" in skipped["reason"]
+    # copy_existing: what the master holds when copying resumes is copied
+    assert [p.volume for p in copies_of(sim, netted, ids["master"], f"p{meanwhile}")] == [3_000_000]
+    assert [o.label for o in sim.broker.orders(netted)] == [label(ids["master"], f"o{order}")]
+
+    fresh = await master.market("XAUUSD", Side.BUY, "0.10")  # after the return: copied
+    await back.settle()
+    assert len(copies_of(sim, hedged, ids["master"], f"p{fresh}")) == 1
+
+
+# equity stop: recovery and re-arming ---------------------------------------------------------
+async def test_equity_stop_holds_when_equity_recovers_and_only_its_own_block_rearms_it(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "STATUS_INTERVAL_S", 0.05)
+    monkeypatch.setattr(supervisor, "PNL_INTERVAL_S", 0.05)
+    hedged = ids["follower-hedged"]
+
+    def config(name: str, **extra: Any) -> Path:
+        destination = {
+            "account": "follower-hedged",
+            "volume": {"mode": "multiplier", "value": 2},
+            "equity_stop": {"below": 45_000},
+            **extra,
+        }
+        return make_config(["master", "follower-hedged"], rules(destination), name=name)
+
+    daemon = await started(daemons, config("armed.yaml"))
+    position = await master.market("EURUSD", Side.BUY, "1.00")
+    await daemon.settle()
+    sim.set_price("EURUSD", 1.03000, 1.03010)  # 2 lots lose 10,000 USD: below 45,000
+    await eventually(lambda: sim.broker.positions(hedged) == [], 10, "equity stop tripped")
+    await daemon.settle()
+    sim.deposit(hedged, 30_000)  # equity recovers well above the threshold
+    assert sim.broker.trader(hedged).balance > 45_000
+    later = await master.market("GBPUSD", Side.BUY, "0.10")
+    await daemon.settle()
+    assert sim.broker.positions(hedged) == [], "recovered equity does not re-arm the stop"
+    assert daemon.daemon is not None
+    assert "EQUITY STOP: main:follower-hedged" in daemon.daemon.status_line()
+    assert await daemon.stop() == 0
+
+    # another key of the destination changes: the stop still holds
+    edited = await started(daemons, config("edited.yaml", copy_sl_tp=False, max_delay_s=30))
+    other = await master.market("USDJPY", Side.SELL, "0.10")
+    await edited.settle()
+    assert sim.broker.positions(hedged) == []
+    assert link(edited, hedged, f"p{other}")["status"] == "skipped"
+    assert await edited.stop() == 0
+
+    # the equity_stop block changes (its rearm marker): re-armed, new trades are copied
+    rearmed_config = config("rearmed.yaml", equity_stop={"below": 45_000, "rearm": 1})
+    rearmed = await started(daemons, rearmed_config)
+    await rearmed.settle()
+    assert rearmed.daemon is not None
+    assert "EQUITY STOP" not in rearmed.daemon.status_line()
+    fresh = await master.market("XAUUSD", Side.BUY, "0.10")
+    await rearmed.settle()
+    assert [p.volume for p in copies_of(sim, hedged, ids["master"], f"p{fresh}")] == [2_000]
+    # what the stop closed or skipped is not reopened
+    for key in (f"p{position}", f"p{later}", f"p{other}"):
+        assert copies_of(sim, hedged, ids["master"], key) == []

@@ -211,6 +211,18 @@ def test_copy_existing_opens_positions_that_predate_the_start() -> None:
     assert skipped is not None and skipped.status is LinkStatus.SKIPPED
 
 
+def test_copy_existing_wins_over_max_delay_for_what_predates_the_start() -> None:
+    """copy_existing asks for the master's book as it stands when copying (re)starts, however
+    old each position is; max_delay_s guards what is opened after that (e.g. during downtime)."""
+    tgt = target(copy_existing=True, max_delay_s=1)
+    week_old = master(position(1, LOT, opened_ms=STARTED_MS - 7 * 86_400_000))
+    (intent,) = plan(tgt, "p1", week_old, follower()).intents
+    assert isinstance(intent, OpenPosition)
+    missed = master(position(1, LOT, opened_ms=STARTED_MS + 1_000))  # after the start
+    skipped = plan(tgt, "p1", missed, follower(), now_ms=STARTED_MS + 3_000).link
+    assert skipped is not None and "max_delay_s=1" in skipped.reason
+
+
 def test_positions_open_when_the_copy_starts_need_copy_existing_however_fresh() -> None:
     # opened 5 s before the destination first started, planned 2 s after: within max_delay,
     # but it was already open when the rule started

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from cmamd.accounts.tokens import REFRESH_MARGIN_MS, NewTokens, TokenError, TokenKeeper
+from cmamd.accounts.tokens import (
+    REFRESH_MARGIN_MS,
+    NewTokens,
+    TokenError,
+    TokenKeeper,
+    refresh_margin_ms,
+)
 from cmamd.state.store import StateStore, StoredTokens
 
 NOW_S = 1_700_000_000.0
@@ -90,8 +96,9 @@ def test_needs_refresh_by_expiry_margin(
     keeper: TokenKeeper, store: StateStore, clock: Clock
 ) -> None:
     store.put_tokens(1, StoredTokens("a", "r", None, NOW_MS))  # expiry unknown
-    store.put_tokens(2, StoredTokens("a", "r2", NOW_MS + REFRESH_MARGIN_MS + 60_000, NOW_MS))
-    store.put_tokens(3, StoredTokens("a", "r3", NOW_MS + REFRESH_MARGIN_MS - 60_000, NOW_MS))
+    issued = NOW_MS - 29 * 24 * 3600 * 1000  # 30-day tokens issued 29 days ago
+    store.put_tokens(2, StoredTokens("a", "r2", NOW_MS + REFRESH_MARGIN_MS + 60_000, issued))
+    store.put_tokens(3, StoredTokens("a", "r3", NOW_MS + REFRESH_MARGIN_MS - 60_000, issued))
     store.put_tokens(4, StoredTokens("a", "r4", NOW_MS - 1, NOW_MS))  # already expired
     assert [keeper.needs_refresh(i) for i in (1, 2, 3, 4)] == [False, False, True, True]
     clock.now += 120  # two minutes later account 2 is inside the margin as well
@@ -125,7 +132,8 @@ async def test_refresh_rotates_the_whole_group_in_one_write(
     assert len(writes) == 1 and sorted(writes[0]) == [1, 2]
     assert store.get_tokens(1) == store.get_tokens(2) == expected
     assert store.get_tokens(3) == StoredTokens("other-acc", "other-ref", None, NOW_MS)
-    assert keeper.needs_refresh(1), "an hour to live is inside the refresh margin"
+    # a fresh one-hour pair is due after three quarters of its life, not on arrival
+    assert keeper.seconds_until_refresh(1) == 45 * 60
 
 
 async def test_concurrent_refreshes_of_one_group_call_the_refresher_once(
@@ -186,3 +194,17 @@ async def test_refresh_without_a_refresh_token_is_a_token_error(
 async def test_refresh_of_an_unknown_account_is_a_token_error(keeper: TokenKeeper) -> None:
     with pytest.raises(TokenError, match="account 8"):
         await keeper.refresh(8, Refresher())
+
+
+def test_a_lifetime_under_a_day_is_rotated_after_three_quarters_of_it(
+    keeper: TokenKeeper, store: StateStore, clock: Clock
+) -> None:
+    hour_ms = 3600 * 1000
+    store.put_tokens(1, StoredTokens("a", "r", NOW_MS + hour_ms, NOW_MS))  # lives one hour
+    store.put_tokens(2, StoredTokens("a", "r2", NOW_MS + 30 * 24 * hour_ms, NOW_MS))  # 30 days
+    assert keeper.seconds_until_refresh(1) == 45 * 60, "a quarter of an hour before expiry"
+    assert keeper.seconds_until_refresh(2) == 29 * 24 * 3600, "a day before expiry"
+    assert not keeper.needs_refresh(1)
+    clock.now += 45 * 60
+    assert keeper.needs_refresh(1) and not keeper.needs_refresh(2)
+    assert refresh_margin_ms(StoredTokens("a", "r", 0, NOW_MS)) == 0  # a bootstrap refresh token
