@@ -128,8 +128,13 @@ async def _auth(
                 file=out,
             )
         print("The code expires about a minute after the grant: paste it promptly.", file=out)
+        print(
+            "If the page reports an invalid redirect URI, api.redirect_uri must be exactly "
+            "the redirect URI registered for the application.",
+            file=out,
+        )
         out.flush()
-        code = await _wait_for_code(listener, stdin, state, wait_s)
+        code = await _wait_for_code(listener, stdin, state, wait_s, api.redirect_uri)
     finally:
         if listener is not None:
             await listener.stop()
@@ -140,6 +145,7 @@ async def _auth(
         code=code,
         redirect_uri=api.redirect_uri,
         verify=api.ssl_context() or True,
+        timeout_s=api.request_timeout_s,
     )
     print(f"Token received (access token {token_client.mask(pair.access_token)}).", file=out)
     grant = await remote.list_granted(api, live, pair.access_token, CONNECT_TIMEOUT_S)
@@ -164,7 +170,11 @@ async def _auth(
 
 
 async def _wait_for_code(
-    listener: RedirectListener | None, stdin: TextIO, state: str, wait_s: float
+    listener: RedirectListener | None,
+    stdin: TextIO,
+    state: str,
+    wait_s: float,
+    redirect_uri: str,
 ) -> str:
     pasted = _read_line_in_background(stdin)
     waiters: set[asyncio.Future[str | None]] = {pasted}
@@ -191,8 +201,10 @@ async def _wait_for_code(
         for future in waiters:
             future.cancel()
     raise OnboardingError(
-        f"no redirect arrived and nothing was pasted within {wait_s:g} s: run `cmamd auth` "
-        "again and paste the redirected URL"
+        f"no redirect arrived and nothing was pasted within {wait_s:g} s: if the browser "
+        f"reported an invalid redirect URI, set api.redirect_uri ({redirect_uri}) to exactly "
+        "the one registered for the application; otherwise run `cmamd auth` again and paste "
+        "the redirected URL"
     )
 
 

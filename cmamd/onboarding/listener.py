@@ -40,7 +40,7 @@ class RedirectListener:
             if exc.errno == errno.EADDRINUSE:
                 raise OnboardingError(
                     f"port {where} of the redirect URI is already in use: stop what listens "
-                    "there, or register another redirect URI (api.redirect_uri) and run again"
+                    "there, or run `cmamd auth --no-listen` and paste the redirected URL"
                 ) from None
             raise OnboardingError(
                 f"cannot listen on {where} for the redirect ({exc.strerror}): fix "
