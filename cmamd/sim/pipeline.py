@@ -80,6 +80,8 @@ class FramePipeline:
             session.send(error, envelope.client_msg_id)
             session.close_after_flush(1000, "SERVER_IS_UNDER_MAINTENANCE")
             return
+        if self._faults.take_lost_request(envelope.payload_type):
+            return  # lost on the way in: never acted on, never answered
         exchange = self._handlers.handle(session, envelope.message)
         self._deliver(exchange, envelope.payload_type, envelope.client_msg_id)
 

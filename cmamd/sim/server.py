@@ -226,6 +226,16 @@ class SimServer(ManualTrading):
         self._faults.swallow_left = n
         self._faults.swallow_types = frozenset(payload_types) if payload_types is not None else None
 
+    def lose_next_requests(self, n: int, payload_types: Iterable[int] | None = None) -> None:
+        """The next ``n`` requests (of those types) never reach the server: no effect, no reply.
+
+        Unlike ``swallow_next`` (acted on, answer lost), a client that retries is safe here.
+        """
+        self._faults.lost_requests_left = n
+        self._faults.lost_request_types = (
+            frozenset(payload_types) if payload_types is not None else None
+        )
+
     def reject_next_orders(
         self, n: int, code: str = "TRADING_DISABLED", account_id: int | None = None
     ) -> None:

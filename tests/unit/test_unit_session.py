@@ -412,32 +412,33 @@ async def test_an_expired_access_token_is_refreshed_and_persisted(
     assert stored.expires_at_ms is not None
 
 
-async def test_a_refused_token_leaves_the_account_failed_with_the_reason(
+async def test_a_refused_token_leaves_the_account_needing_reauthorisation(
     conn: FakeConnection, make_session: Callable[..., AccountSession]
 ) -> None:
     conn.valid_access = conn.valid_refresh = "revoked"
     session = make_session()
     await session.start()
     await settle()
-    assert (session.status, session.ready.is_set()) == ("failed", False)
+    assert (session.status, session.ready.is_set()) == ("needs re-authorisation", False)
+    assert session.needs_reauth is not None
     assert session.error is not None and "CH_ACCESS_TOKEN_INVALID" in session.error
     assert names(conn) == ["AccountAuthReq", "RefreshTokenReq"], "no retry of a refusal"
 
 
-async def test_a_token_refused_during_recovery_fails_the_account(
+async def test_a_token_refused_during_recovery_needs_reauthorisation(
     conn: FakeConnection, ready: AccountSession
 ) -> None:
     conn.valid_access = conn.valid_refresh = "revoked"
     conn.feed(
         pb.ProtoOAAccountsTokenInvalidatedEvent(ctidTraderAccountIds=[ACCOUNT], reason="revoked")
     )
-    await until(lambda: ready.status == "failed", "failed")
+    await until(lambda: ready.status == "needs re-authorisation", "needs re-authorisation")
     assert ready.error is not None and ready.error.startswith("cannot authorise")
     assert "CH_ACCESS_TOKEN_INVALID" in ready.error
     assert not ready.ready.is_set()
 
 
-async def test_an_account_without_a_token_fails_naming_it(
+async def test_an_account_without_a_token_needs_authorisation_naming_it(
     conn: FakeConnection, store: StateStore, changes: list[AccountChange]
 ) -> None:
     session = AccountSession(
@@ -449,7 +450,7 @@ async def test_an_account_without_a_token_fails_naming_it(
         on_change=changes.append,
     )
     await session.start()
-    assert session.status == "failed"
+    assert session.status == "needs re-authorisation"
     assert session.error is not None and "777" in session.error
     assert conn.sent == []
     await session.stop()
