@@ -59,6 +59,12 @@ def check(
     try:
         loaded = load_config_report(path, environ=os.environ if environ is None else environ)
     except ConfigError as exc:
+        if connect and not isinstance(exc, ConfigUnreadable):
+            from cmamd.onboarding.connect_check import check_before_accounts
+
+            outcome = check_before_accounts(path, out, err)
+            if outcome is not None:  # a new user's file: the api part only, no accounts yet
+                return outcome
         print(exc, file=err)
         print(f"{path}: configuration invalid", file=err)
         return 2 if isinstance(exc, ConfigUnreadable) else 1

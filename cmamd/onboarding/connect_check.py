@@ -4,6 +4,7 @@ the application there, as the "connection dialog" of desktop copiers does."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TextIO
 
 from cmamd.config.models import Config
@@ -40,6 +41,26 @@ async def _check(config: Config, out: TextIO, timeout_s: float) -> bool:
             file=out,
         )
     return ok
+
+
+def check_before_accounts(path: Path, out: TextIO, err: TextIO) -> int | None:
+    """For a file without ``accounts:`` yet: check its API part and connect; None if the
+    file has accounts (its problems are then the ordinary check's to report)."""
+    try:
+        loaded = setup.load(path)
+    except OnboardingError:
+        return None
+    if loaded.has_accounts:
+        return None
+    print(
+        f"{path}: no accounts yet; the api part is valid (`cmamd auth` prints the accounts "
+        "block to add)",
+        file=out,
+    )
+    if not check_connections(loaded.config, out):
+        print(f"{path}: connection check FAILED", file=err)
+        return 1
+    return 0
 
 
 def _without_url(message: str, url: str) -> str:

@@ -50,9 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if args.tls_cert is not None:
         ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
-    asyncio.run(
-        _serve(config, args.host, args.port, ssl_context, args.describe, args.http_port)
-    )
+    asyncio.run(_serve(config, args.host, args.port, ssl_context, args.describe, args.http_port))
     return 0
 
 
