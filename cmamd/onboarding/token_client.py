@@ -49,24 +49,6 @@ async def exchange_code(
     return parse_reply(*await _get(token_url, params, verify, timeout_s), token_url)
 
 
-async def refresh_pair(
-    token_url: str,
-    *,
-    client_id: str,
-    client_secret: str,
-    refresh_token: str,
-    verify: ssl.SSLContext | bool = True,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> OAuthPair:
-    params = {
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token,
-        "client_id": client_id,
-        "client_secret": client_secret,
-    }
-    return parse_reply(*await _get(token_url, params, verify, timeout_s), token_url)
-
-
 async def _get(
     url: str, params: dict[str, str], verify: ssl.SSLContext | bool, timeout_s: float
 ) -> tuple[int, str, bytes]:
