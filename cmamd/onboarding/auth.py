@@ -165,7 +165,15 @@ async def _auth(
     stored = StoredTokens(
         pair.access_token, pair.refresh_token, now_ms + pair.expires_in_s * 1000, now_ms
     )
-    daemon_running = store_pairs(config.state_dir, {a.account_id: stored for a in grant.accounts})
+    try:
+        daemon_running = store_pairs(
+            config.state_dir, {a.account_id: stored for a in grant.accounts}
+        )
+    except OSError as exc:
+        raise OnboardingError(
+            f"cannot write the state store in {config.state_dir} ({exc.strerror}): run "
+            "`cmamd auth` as the user the daemon runs as (see docs/operations.md)"
+        ) from None
     _report(out, grant, configured, previous, config.state_dir, daemon_running, scope)
 
 

@@ -185,3 +185,12 @@ async def test_listener_port_in_use(sim: SimServer, tmp_path: Path, redirect_uri
         process.close_stdin()
         run = await process.finish()
     _refused(run, "already in use", "--no-listen")
+
+
+async def test_state_dir_unusable(sim: SimServer, tmp_path: Path, redirect_uri: str) -> None:
+    (tmp_path / "a-file").write_text("")  # the state_dir below it cannot be created, even by root
+    config = onboarding_config(sim, tmp_path, redirect_uri)
+    state = str(tmp_path / "a-file" / "state")
+    config.write_text(config.read_text().replace(str(tmp_path / "state"), state))
+    run = await _paste_run(config, _location)
+    _refused(run, "cannot write the state store", "as the user the daemon runs as")

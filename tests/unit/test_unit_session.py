@@ -19,7 +19,8 @@ from cmamd.connection.errors import RequestNotSent, SendTimeout
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.state.store import StateStore
+from cmamd.state.shared_tokens import read_view
+from cmamd.state.store import StateStore, StoredTokens
 
 from .session_fakes import (
     ACCOUNT,
@@ -587,3 +588,37 @@ async def test_quote_to_deposit_before_start_is_unknown(
 
     session = make_session()
     assert session.quote_to_deposit(SymbolSpec(1, "EURUSD", 5, 4, 10_000_000, 1, 1, 10)) is None
+
+
+def _due_for_rotation(store: StateStore) -> None:
+    soon_ms = int(time.time() * 1000) + 1000  # inside the rotation margin
+    store.put_tokens(ACCOUNT, StoredTokens("access-0", "refresh-0", soon_ms, 0))
+
+
+async def test_a_lost_refresh_reply_is_retried_with_the_held_refresh_token(
+    conn: FakeConnection, make_session: Callable[..., AccountSession], store: StateStore
+) -> None:
+    _due_for_rotation(store)
+    conn.fail("ProtoOARefreshTokenReq", OutcomeUnknown("no answer"))  # the server never acted
+    session = make_session()
+    await session.start()
+    assert session.status == "ready" and session.needs_reauth is None
+    assert names(conn)[:3] == ["RefreshTokenReq", "RefreshTokenReq", "AccountAuthReq"]
+    stored = store.get_tokens(ACCOUNT)
+    assert stored is not None and stored.refresh_token == "refresh-1"
+
+
+async def test_a_dead_refresh_token_keeps_copying_on_the_held_access_token(
+    conn: FakeConnection,
+    make_session: Callable[..., AccountSession],
+    store: StateStore,
+    tmp_path: Path,
+) -> None:
+    _due_for_rotation(store)
+    conn.valid_refresh = "rotated-by-a-lost-reply"
+    session = make_session()
+    await session.start()
+    assert session.status == "ready", session.error
+    assert session.needs_reauth is not None and "refresh token refused" in session.needs_reauth
+    assert read_view(tmp_path / "state").needs_reauth.keys() == {ACCOUNT}
+    assert names(conn)[:2] == ["RefreshTokenReq", "AccountAuthReq"]
