@@ -90,6 +90,7 @@ def run(
 
 def _report(account: AccountConfig, view: StoreView) -> AccountReport:
     row = view.tokens.get(account.account_id)
+    facts = view.info.get(account.account_id, {})
     has_token = row is not None and (row.has_access or row.has_refresh)
     reason = view.needs_reauth.get(account.account_id)
     bootstrap = bool(account.initial_access_token or account.initial_refresh_token)
@@ -105,6 +106,11 @@ def _report(account: AccountConfig, view: StoreView) -> AccountReport:
         last_refresh=_iso(row.updated_ms) if row else None,
         needs_reauthorisation=reason,
         bootstrap_in_config=bootstrap,
+        # as `cmamd auth` last saw them; --remote asks the server again
+        broker=_str(facts.get("broker")),
+        login=_int(facts.get("login")),
+        live=facts.get("live") if isinstance(facts.get("live"), bool) else None,
+        scope=_str(facts.get("scope")),
     )
 
 
@@ -154,13 +160,10 @@ def _print_table(reports: list[AccountReport], problems: list[str], out: TextIO)
             state = f"NEEDS RE-AUTHORISATION ({r.needs_reauthorisation}): run `cmamd auth`"
         if not r.enabled:
             state += " (disabled)"
-        if r.granted is not None:
-            extra = (
-                f"; {r.broker} login {r.login}, {r.scope}"
-                if r.granted
-                else "; NOT granted by its token"
-            )
-            state += extra
+        if r.granted is False:
+            state += "; NOT granted by its token"
+        elif r.broker is not None:
+            state += f"; {r.broker} login {r.login}, {r.scope}"
         print(
             f"{r.name:<{width}}  {r.account_id:>10}  {r.environment}  "
             f"{'yes' if r.token else 'no':<5}  {(r.access_expires_at or '-'):<16}  "
@@ -169,6 +172,14 @@ def _print_table(reports: list[AccountReport], problems: list[str], out: TextIO)
         )
     for problem in problems:
         print(f"problem: {problem}", file=out)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _iso(ms: int) -> str:

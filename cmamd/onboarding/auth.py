@@ -166,15 +166,25 @@ async def _auth(
         pair.access_token, pair.refresh_token, now_ms + pair.expires_in_s * 1000, now_ms
     )
     try:
-        daemon_running = store_pairs(
-            config.state_dir, {a.account_id: stored for a in grant.accounts}
+        store_pairs(
+            config.state_dir,
+            {a.account_id: stored for a in grant.accounts},
+            {
+                a.account_id: {
+                    "broker": a.broker,
+                    "login": a.login,
+                    "live": a.live,
+                    "scope": grant.scope,
+                }
+                for a in grant.accounts
+            },
         )
     except OSError as exc:
         raise OnboardingError(
             f"cannot write the state store in {config.state_dir} ({exc.strerror}): run "
             "`cmamd auth` as the user the daemon runs as (see docs/operations.md)"
         ) from None
-    _report(out, grant, configured, previous, config.state_dir, daemon_running, scope)
+    _report(out, grant, configured, previous, config.state_dir, scope)
 
 
 async def _wait_for_code(
@@ -262,15 +272,13 @@ def _report(
     configured: list[AccountConfig],
     previous: dict[int, str],
     state_dir: Path,
-    daemon_running: bool,
     scope: str,
 ) -> None:
     accounts = configured
     print(f"\nThe grant ({grant.scope} scope) covers {len(grant.accounts)} account(s):", file=out)
     for line in grant_report.account_table(grant, accounts):
         print(f"  {line}", file=out)
-    where = "alongside the running daemon" if daemon_running else ""
-    print(f"\nTokens stored in {state_dir} {where}".rstrip() + ".", file=out)
+    print(f"\nTokens stored in {state_dir}.", file=out)
     if grant.scope != scope or grant.scope != "trading":
         print(
             "warning: this grant is view-only (accounts scope): copying needs `--scope trading`",

@@ -13,17 +13,20 @@ Besides the tokens, the daemon keeps in ``meta`` which accounts need a new autho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cmamd.state.errors import StateError, StateLocked
 from cmamd.state.records import StoredTokens
 from cmamd.state.store import DB_NAME, StateStore, wall_clock_ms
 
 REAUTH_PREFIX = "needs-reauth:"
+INFO_PREFIX = "account-info:"  # what `cmamd auth` learnt of an account: broker, login, ...
 BUSY_TIMEOUT_S = 10.0
 
 
@@ -42,6 +45,7 @@ class StoreView:
 
     tokens: dict[int, TokenRow]
     needs_reauth: dict[int, str]  # account id -> why
+    info: dict[int, dict[str, Any]] = field(default_factory=dict)  # account id -> facts
 
 
 def reauth_key(account_id: int) -> str:
@@ -52,25 +56,30 @@ def reauth_value(reason: str, at_ms: int) -> str:
     return json.dumps({"reason": reason, "at_ms": at_ms})
 
 
-def store_pairs(state_dir: Path, pairs: Mapping[int, StoredTokens]) -> bool:
-    """Durably store each account's pair and clear its re-authorisation mark.
+def store_pairs(
+    state_dir: Path,
+    pairs: Mapping[int, StoredTokens],
+    info: Mapping[int, Mapping[str, Any]] | None = None,
+) -> None:
+    """Durably store each account's pair and clear its re-authorisation mark, in one
+    transaction; ``info`` (broker, login, ...) is kept for `cmamd accounts`.
 
-    Returns True when a running daemon holds the store (written alongside it).
+    The directory lock is taken only to create a store that does not exist yet: taking it
+    otherwise, even briefly, could make a daemon starting at that instant fail.
     """
-    try:
-        store = StateStore.open(state_dir)
-    except StateLocked:
-        _store_alongside_daemon(Path(state_dir) / DB_NAME, pairs)
-        return True
-    with store:
-        store.put_tokens_many(pairs)
-        for account_id in pairs:
-            if store.get_meta(reauth_key(account_id)) is not None:
-                store.set_meta(reauth_key(account_id), "")
-    return False
+    meta = [(reauth_key(a), "") for a in pairs]
+    meta += [(f"{INFO_PREFIX}{a}", json.dumps(dict(facts))) for a, facts in (info or {}).items()]
+    path = Path(state_dir) / DB_NAME
+    if not path.exists():
+        # StateLocked: a daemon is creating it right now, so write next to it
+        with contextlib.suppress(StateLocked):
+            StateStore.open(state_dir).close()  # directory 0700, file 0600, schema
+    _store_alongside_daemon(path, pairs, meta)
 
 
-def _store_alongside_daemon(path: Path, pairs: Mapping[int, StoredTokens]) -> None:
+def _store_alongside_daemon(
+    path: Path, pairs: Mapping[int, StoredTokens], meta: list[tuple[str, str]]
+) -> None:
     now_ms = wall_clock_ms()
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
@@ -91,7 +100,9 @@ def _store_alongside_daemon(path: Path, pairs: Mapping[int, StoredTokens]) -> No
                 ],
             )
             conn.executemany(
-                "UPDATE meta SET value = '' WHERE key = ?", [(reauth_key(a),) for a in pairs]
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                meta,
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -122,6 +133,9 @@ def read_view(state_dir: Path) -> StoreView:
             "SELECT key, value FROM meta WHERE key LIKE ? AND value != ''",
             (REAUTH_PREFIX + "%",),
         ).fetchall()
+        facts = conn.execute(
+            "SELECT key, value FROM meta WHERE key LIKE ?", (INFO_PREFIX + "%",)
+        ).fetchall()
     except sqlite3.Error as exc:
         raise StateError(f"{path}: cannot read the state store: {exc}") from exc
     finally:
@@ -133,7 +147,15 @@ def read_view(state_dir: Path) -> StoreView:
             needs[int(key[len(REAUTH_PREFIX) :])] = str(json.loads(value).get("reason", ""))
         except (ValueError, AttributeError):
             needs[int(key[len(REAUTH_PREFIX) :])] = value
-    return StoreView(tokens, needs)
+    info: dict[int, dict[str, Any]] = {}
+    for key, value in facts:
+        try:
+            loaded = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(loaded, dict):
+            info[int(key[len(INFO_PREFIX) :])] = loaded
+    return StoreView(tokens, needs, info)
 
 
 def tokens_for(state_dir: Path, account_id: int) -> StoredTokens | None:
