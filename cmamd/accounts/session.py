@@ -89,6 +89,7 @@ class AccountSession:
         self._recovery: asyncio.Task[Any] | None = None
         self.needs_reauth: str | None = None  # why the account waits for `cmamd auth`
         self._reauth_watch: asyncio.Task[Any] | None = None
+        self._refused_refresh: str | None = None  # the pair a new one must differ from
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
 
     # lifecycle -----------------------------------------------------------------------
@@ -490,10 +491,9 @@ class AccountSession:
             self.error = reason
             self.ready.clear()
         try:
-            refused = self._tokens.stored_refresh_token(self.account_id)
+            self._refused_refresh = self._tokens.stored_refresh_token(self.account_id)
             self._tokens.mark_needs_reauth(self.account_id, reason)
         except Exception as exc:  # the log line below still reports it
-            refused = None
             self._log.warning("cannot persist the re-authorisation mark", error=str(exc))
         self._log.error(
             "account needs re-authorisation",
@@ -503,9 +503,9 @@ class AccountSession:
             "then `systemctl reload cmamd`",
         )
         if self._reauth_watch is None or self._reauth_watch.done():
-            self._reauth_watch = self._spawn(self._watch_for_new_tokens(refused))
+            self._reauth_watch = self._spawn(self._watch_for_new_tokens())
 
-    async def _watch_for_new_tokens(self, refused: str | None) -> None:
+    async def _watch_for_new_tokens(self) -> None:
         while self.needs_reauth is not None:
             await asyncio.sleep(REAUTH_WATCH_S)
             try:
@@ -513,7 +513,7 @@ class AccountSession:
             except Exception as exc:
                 self._log.warning("cannot read the state store", error=str(exc))
                 continue
-            if stored and stored != refused:
+            if stored and stored != self._refused_refresh:
                 self.retry_authorisation("new tokens in the state store")
 
     def retry_authorisation(self, reason: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cmamd.accounts import catalogue as catalogue_module
+from cmamd.accounts import session as session_module
 from cmamd.accounts.model import AccountKind, OrderKind, Side
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.accounts.tokens import TokenKeeper
@@ -622,3 +623,30 @@ async def test_a_dead_refresh_token_keeps_copying_on_the_held_access_token(
     assert session.needs_reauth is not None and "refresh token refused" in session.needs_reauth
     assert read_view(tmp_path / "state").needs_reauth.keys() == {ACCOUNT}
     assert names(conn)[:2] == ["RefreshTokenReq", "AccountAuthReq"]
+
+
+async def test_an_account_needing_reauthorisation_comes_back_with_a_new_pair_only(
+    conn: FakeConnection,
+    make_session: Callable[..., AccountSession],
+    store: StateStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 0.01)
+    conn.valid_access = conn.valid_refresh = "revoked"
+    session = make_session()
+    await session.start()
+    assert session.status == "needs re-authorisation"
+    sent = len(conn.sent)
+    await asyncio.sleep(0.1)  # the same refused pair in the store: nothing is tried again
+    assert len(conn.sent) == sent
+    # a new pair that is refused too: tried once, then waited on again, not retried in a loop
+    store.put_tokens(ACCOUNT, StoredTokens("access-wrong", "refresh-wrong", None, 0))
+    await until(lambda: len(conn.sent) > sent, "the new pair tried")
+    await until(lambda: session.status == "needs re-authorisation", "refused again")
+    sent = len(conn.sent)
+    await asyncio.sleep(0.1)
+    assert len(conn.sent) == sent
+    conn.valid_access, conn.valid_refresh = "access-auth", "refresh-auth"
+    store.put_tokens(ACCOUNT, StoredTokens("access-auth", "refresh-auth", None, 0))  # cmamd auth
+    await until(session.ready.is_set, "ready with the new pair")
+    assert session.needs_reauth is None and session.status == "ready"
