@@ -243,12 +243,15 @@ class AccountSession:
 
         try:
             await self._tokens.refresh(self.account_id, refresher)
-        except OutcomeUnknown:
+        except OutcomeUnknown as lost:
             # Sent, no answer: the server may or may not have rotated the pair. If it did
             # not, the held refresh token still works; if it did, it is refused now and the
             # caller falls back on the held access token, then asks for `cmamd auth`.
             self._log.warning("token refresh reply lost; trying the held refresh token again")
-            await self.connection.wait_ready(timeout=REAUTH_WATCH_S)
+            try:
+                await self.connection.wait_ready(timeout=REAUTH_WATCH_S)
+            except Exception:  # link still down or closing: a transient, retried later
+                raise lost from None
             await self._tokens.refresh(self.account_id, refresher)
 
     async def _rotate_tokens_when_due(self) -> None:

@@ -95,7 +95,7 @@ def _report(account: AccountConfig, view: StoreView) -> AccountReport:
     reason = view.needs_reauth.get(account.account_id)
     bootstrap = bool(account.initial_access_token or account.initial_refresh_token)
     if reason is None and not has_token and not bootstrap:
-        reason = "no token: run `cmamd auth`"
+        reason = "no token"
     return AccountReport(
         name=account.name,
         account_id=account.account_id,

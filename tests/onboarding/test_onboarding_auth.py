@@ -110,7 +110,7 @@ async def test_cmamd_accounts_reports_the_store(
         "3202001  demo  yes" in lines["hedged"]
         and "Demo Markets login 7700201, trading" in (lines["hedged"])
     )
-    assert "NEEDS RE-AUTHORISATION (no token: run `cmamd auth`)" in lines["nobody"]
+    assert "NEEDS RE-AUTHORISATION (no token): run `cmamd auth`" in lines["nobody"]
     as_json = await run_cmamd("accounts", "--config", str(config), "--json")
     report = {a["name"]: a for a in json.loads(as_json.out)["accounts"]}
     assert report["hedged"]["token"] is True and report["hedged"]["access_expires_at"]
