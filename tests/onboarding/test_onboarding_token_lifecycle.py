@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -111,14 +112,19 @@ async def test_a_refresh_lost_before_the_server_acted_is_recovered(
     assert len(refreshes) == 2  # the lost one, then the held refresh token once more
 
 
+@pytest.mark.parametrize("picked_up_by", ["the store watch", "a reload"])
 async def test_a_lost_refresh_reply_stops_only_that_pair_until_cmamd_auth(
     sim: SimServer,
     running: tuple[InProcessDaemon, Path],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    picked_up_by: str,
 ) -> None:
     daemon, config = running
     assert daemon.daemon is not None
+    if picked_up_by == "a reload":  # the watch would take an hour: only SIGHUP can do it
+        monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 3600)
     seen_secrets = set(_tokens(sim))
     sessions = daemon.daemon.sessions
     await eventually(sessions["follower-suffix"].ready.is_set, what="follower-suffix ready")
@@ -150,6 +156,8 @@ async def test_a_lost_refresh_reply_stops_only_that_pair_until_cmamd_auth(
     process.paste(await browser_grant(await process.auth_url()))
     run = await process.finish()
     assert run.code == 0, run.text
+    if picked_up_by == "a reload":
+        daemon.daemon._on_signal(signal.SIGHUP)  # what `systemctl reload cmamd` sends
     await eventually(sessions["follower-suffix"].ready.is_set, 15, "follower-suffix back")
     assert "NEEDS" not in daemon.daemon.status_line()
     assert read_view(tmp_path / "state").needs_reauth == {}
