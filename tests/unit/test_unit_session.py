@@ -650,3 +650,19 @@ async def test_an_account_needing_reauthorisation_comes_back_with_a_new_pair_onl
     store.put_tokens(ACCOUNT, StoredTokens("access-auth", "refresh-auth", None, 0))  # cmamd auth
     await until(session.ready.is_set, "ready with the new pair")
     assert session.needs_reauth is None and session.status == "ready"
+
+
+@pytest.mark.parametrize("code", ["OA_AUTH_TOKEN_EXPIRED", "CH_ACCESS_TOKEN_INVALID"])
+async def test_a_refused_access_token_and_a_dead_refresh_token_need_reauthorisation(
+    conn: FakeConnection,
+    make_session: Callable[..., AccountSession],
+    tmp_path: Path,
+    code: str,
+) -> None:
+    conn.fail("ProtoOAAccountAuthReq", OpenApiError(code, "refused"))
+    conn.valid_refresh = "rotated-elsewhere"
+    session = make_session()
+    await session.start()
+    assert session.status == "needs re-authorisation" and not session.ready.is_set()
+    assert session.needs_reauth is not None and "CH_ACCESS_TOKEN_INVALID" in session.needs_reauth
+    assert read_view(tmp_path / "state").needs_reauth.keys() == {ACCOUNT}
