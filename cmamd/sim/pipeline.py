@@ -71,6 +71,8 @@ class FramePipeline:
         self._record(session, envelope.payload_type, envelope.client_msg_id, envelope.message)
         if envelope.payload_type == codec.HEARTBEAT_PAYLOAD_TYPE:
             return
+        if self._faults.take_lost_request(envelope.payload_type):
+            return  # lost on the way in (recorded for tests): never acted on, never answered
         if not self._admit(session, envelope.payload_type, envelope.client_msg_id):
             return
         if self._under_maintenance() and not session.app_authenticated:
@@ -80,8 +82,6 @@ class FramePipeline:
             session.send(error, envelope.client_msg_id)
             session.close_after_flush(1000, "SERVER_IS_UNDER_MAINTENANCE")
             return
-        if self._faults.take_lost_request(envelope.payload_type):
-            return  # lost on the way in: never acted on, never answered
         exchange = self._handlers.handle(session, envelope.message)
         self._deliver(exchange, envelope.payload_type, envelope.client_msg_id)
 
