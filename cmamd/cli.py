@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reload": ("cmamd.daemon.reload", "reload a running daemon and wait for the outcome"),
     "check-config": ("cmamd.config.check", "validate a config file and print a summary"),
     "sim": ("cmamd.sim.command", "run the simulated Open API server"),
+    "auth": ("cmamd.onboarding.auth", "grant cmamd access to cTrader accounts (OAuth)"),
+    "accounts": ("cmamd.onboarding.accounts", "list the configured accounts and their tokens"),
     "demo": ("cmamd.demo", "run a scripted copy session against the embedded simulator"),
 }
 

@@ -38,6 +38,8 @@ TOKEN_TIMER_MIN_S = 60.0
 # What bringing an account up can raise; _is_permanent tells refusals from transients.
 RETRYABLE_OR_REFUSED = (TimeoutError, OpenApiError, TokenError, OutcomeUnknown, RequestNotSent)
 RECENT_ORDER_EVENTS = 512
+REAUTH_WATCH_S = 30.0  # how often an account waiting for `cmamd auth` looks at the store
+TOKEN_REFUSED_CODES = frozenset({"CH_ACCESS_TOKEN_INVALID", "OA_AUTH_TOKEN_EXPIRED"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ class AccountSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resync_lock = asyncio.Lock()
         self._recovery: asyncio.Task[Any] | None = None
+        self.needs_reauth: str | None = None  # why the account waits for `cmamd auth`
+        self._reauth_watch: asyncio.Task[Any] | None = None
+        self._refused_refresh: str | None = None  # the pair a new one must differ from
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
 
     # lifecycle -----------------------------------------------------------------------
@@ -103,7 +108,7 @@ class AccountSession:
             await self._bring_up()
         except RETRYABLE_OR_REFUSED as exc:
             if _is_permanent(exc):
-                self._fail(str(exc))
+                self._refused(str(exc), exc)
                 return
             # retried in the background; the P&L loop below must run once it succeeds
             self._start_recovery(f"start-up failed: {exc}")
@@ -199,8 +204,17 @@ class AccountSession:
 
     # auth ----------------------------------------------------------------------------
     async def _authorise(self) -> None:
-        if self._tokens.needs_refresh(self.account_id):
-            await self._refresh_tokens()
+        if self._tokens.needs_refresh(self.account_id) and self.needs_reauth is None:
+            try:
+                await self._refresh_tokens()
+            except OpenApiError as exc:
+                if not _is_token_refusal(exc):
+                    raise
+                # The refresh token is dead, but the access token held may still be valid
+                # until it expires: keep copying with it, and ask for `cmamd auth` now.
+                await self._account_auth()
+                self._needs_reauthorisation(f"refresh token refused ({exc.code})", down=False)
+                return
         try:
             await self._account_auth()
         except OpenApiError as exc:
@@ -227,7 +241,18 @@ class AccountSession:
             pair = await refresh_tokens(self.connection, refresh_token)
             return NewTokens(pair.access_token, pair.refresh_token, pair.expires_in_s)
 
-        await self._tokens.refresh(self.account_id, refresher)
+        try:
+            await self._tokens.refresh(self.account_id, refresher)
+        except OutcomeUnknown as lost:
+            # Sent, no answer: the server may or may not have rotated the pair. If it did
+            # not, the held refresh token still works; if it did, it is refused now and the
+            # caller falls back on the held access token, then asks for `cmamd auth`.
+            self._log.warning("token refresh reply lost; trying the held refresh token again")
+            try:
+                await self.connection.wait_ready(timeout=REAUTH_WATCH_S)
+            except Exception:  # link still down or closing: a transient, retried later
+                raise lost from None
+            await self._tokens.refresh(self.account_id, refresher)
 
     async def _rotate_tokens_when_due(self) -> None:
         """Rotate the token pair before it expires (a day before, or after three quarters
@@ -242,12 +267,15 @@ class AccountSession:
             except TokenError:
                 due = None
             await asyncio.sleep(max(due if due is not None else TOKEN_CHECK_S, TOKEN_TIMER_MIN_S))
-            if not self.ready.is_set():
+            if not self.ready.is_set() or self.needs_reauth is not None:
                 continue
             try:
                 if self._tokens.needs_refresh(self.account_id):
                     await self._refresh_tokens()
             except RETRYABLE_OR_REFUSED as exc:
+                if _is_token_refusal(exc):  # settle it: the held access token, or `cmamd auth`
+                    self._start_recovery(f"token rotation refused: {exc}")
+                    continue
                 self._log.warning("token rotation failed; retrying later", error=str(exc))
 
     async def _reauthorise_hook(self, _connection: OpenApiConnection) -> None:
@@ -279,10 +307,12 @@ class AccountSession:
         while True:
             try:
                 await self._bring_up()
+                if self.needs_reauth is None:
+                    self._tokens.clear_needs_reauth(self.account_id)
                 return
             except RETRYABLE_OR_REFUSED as exc:
                 if _is_permanent(exc):
-                    self._fail(f"cannot authorise: {exc}")
+                    self._refused(f"cannot authorise: {exc}", exc)
                     return
                 self._log.warning("authorisation failed, retrying", error=str(exc), in_s=delay)
                 await asyncio.sleep(delay)
@@ -446,6 +476,57 @@ class AccountSession:
         except Exception:
             self._log.exception("change listener failed")
 
+    # re-authorisation -------------------------------------------------------------------
+    def _refused(self, reason: str, exc: BaseException) -> None:
+        if _is_token_refusal(exc):
+            self._needs_reauthorisation(reason, down=True)
+        else:
+            self._fail(reason)
+
+    def _needs_reauthorisation(self, reason: str, *, down: bool) -> None:
+        """Only this account (and those sharing its pair) stop; the others keep copying.
+
+        The mark is persisted for `cmamd accounts`; a new pair in the store (`cmamd auth`,
+        also while the daemon runs) or a reload brings the account back.
+        """
+        self.needs_reauth = reason
+        if down:
+            self.status = "needs re-authorisation"
+            self.error = reason
+            self.ready.clear()
+        try:
+            self._refused_refresh = self._tokens.stored_refresh_token(self.account_id)
+            self._tokens.mark_needs_reauth(self.account_id, reason)
+        except Exception as exc:  # the log line below still reports it
+            self._log.warning("cannot persist the re-authorisation mark", error=str(exc))
+        self._log.error(
+            "account needs re-authorisation",
+            reason=reason,
+            still_copying=not down,
+            fix="run `cmamd auth --config <config>` for the cTrader ID of this account, "
+            "then `systemctl reload cmamd`",
+        )
+        if self._reauth_watch is None or self._reauth_watch.done():
+            self._reauth_watch = self._spawn(self._watch_for_new_tokens())
+
+    async def _watch_for_new_tokens(self) -> None:
+        while self.needs_reauth is not None:
+            await asyncio.sleep(REAUTH_WATCH_S)
+            try:
+                stored = self._tokens.stored_refresh_token(self.account_id)
+            except Exception as exc:
+                self._log.warning("cannot read the state store", error=str(exc))
+                continue
+            if stored and stored != self._refused_refresh:
+                self.retry_authorisation("new tokens in the state store")
+
+    def retry_authorisation(self, reason: str) -> None:
+        """Try again after a re-authorisation was needed (new tokens, or a reload)."""
+        if self.needs_reauth is None:
+            return
+        self.needs_reauth = None
+        self._start_recovery(reason)
+
     # helpers -------------------------------------------------------------------------
     def _fail(self, reason: str) -> None:
         self.status = "failed"
@@ -458,6 +539,13 @@ class AccountSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _is_token_refusal(exc: BaseException) -> bool:
+    """The account's token pair is refused: only a new authorisation (`cmamd auth`) helps."""
+    return isinstance(exc, TokenError) or (
+        isinstance(exc, OpenApiError) and exc.code in TOKEN_REFUSED_CODES
+    )
 
 
 def _is_permanent(exc: BaseException) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cmamd.logs import get_logger, register_secret
+from cmamd.state.shared_tokens import reauth_key, reauth_value
 from cmamd.state.store import StateStore, StoredTokens
 
 log = get_logger("cmamd.accounts.tokens")
@@ -105,6 +106,19 @@ class TokenKeeper:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    # re-authorisation marks (read by `cmamd accounts`, cleared by `cmamd auth`) ---------
+    def mark_needs_reauth(self, account_id: int, reason: str) -> None:
+        self._store.set_meta(reauth_key(account_id), reauth_value(reason, self._now_ms()))
+
+    def clear_needs_reauth(self, account_id: int) -> None:
+        if self._store.get_meta(reauth_key(account_id)):
+            self._store.set_meta(reauth_key(account_id), "")
+
+    def stored_refresh_token(self, account_id: int) -> str | None:
+        """The refresh token in the store now (another process may have written it)."""
+        tokens = self._store.get_tokens(account_id)
+        return None if tokens is None else tokens.refresh_token
 
 
 def refresh_margin_ms(tokens: StoredTokens) -> int:

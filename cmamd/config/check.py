@@ -34,10 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print errors only, no summary or warnings"
     )
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="then connect to each environment used and authenticate the application",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    return check(args.path, quiet=args.quiet)
+    return check(args.path, quiet=args.quiet, connect=args.connect)
 
 
 def check(
@@ -47,12 +52,19 @@ def check(
     environ: Mapping[str, str] | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    connect: bool = False,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         loaded = load_config_report(path, environ=os.environ if environ is None else environ)
     except ConfigError as exc:
+        if connect and not isinstance(exc, ConfigUnreadable):
+            from cmamd.onboarding.connect_check import check_before_accounts
+
+            outcome = check_before_accounts(path, out, err)
+            if outcome is not None:  # a new user's file: the api part only, no accounts yet
+                return outcome
         print(exc, file=err)
         print(f"{path}: configuration invalid", file=err)
         return 2 if isinstance(exc, ConfigUnreadable) else 1
@@ -61,6 +73,12 @@ def check(
             print(f"warning: {warning.render(str(path))}", file=err)
         out.write(summary(loaded.config))
         print(f"{path}: configuration OK", file=out)
+    if connect:
+        from cmamd.onboarding.connect_check import check_connections
+
+        if not check_connections(loaded.config, out):
+            print(f"{path}: connection check FAILED", file=err)
+            return 1
     return 0
 
 

@@ -16,6 +16,7 @@ import ipaddress
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -77,6 +78,17 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _oauth_url(value: str) -> str:
+    # The token endpoint sees the client secret and hands out tokens: https, except for a
+    # loopback stand-in (the simulator), as with ``tls: false``.
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname and crosscheck.is_loopback(parts.hostname):
+        return value
+    raise ValueError("an https:// URL (plain http:// only for a loopback host)")
+
+
 ConfigPath = Annotated[Path, Strict(False), AfterValidator(anchor_path)]
 CredentialName = Annotated[str, AfterValidator(check_credential_name)]
 AccountName = Annotated[str, AfterValidator(_account_name)]
@@ -109,6 +121,9 @@ class ApiConfig(Section):
     client_secret_credential: CredentialName | None = None
     client_secret: SecretStr | None = None
     redirect_uri: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8765/callback"
+    # OAuth endpoints of `cmamd auth` (FACTS §2); tests point them at the simulator
+    auth_url: Annotated[str, AfterValidator(_oauth_url)] = "https://openapi.ctrader.com/apps/auth"
+    token_url: Annotated[str, AfterValidator(_oauth_url)] = "https://openapi.ctrader.com/apps/token"
     live_host: Host = "live.ctraderapi.com"
     demo_host: Host = "demo.ctraderapi.com"
     port: Annotated[int, Field(ge=1, le=65535)] = 5035

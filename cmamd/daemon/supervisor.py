@@ -289,6 +289,8 @@ class Daemon:
             register_secret(secret)
         if diff.logging_changed:
             configure_logging(new.logging.level, new.logging.format, secrets=new.secret_values())
+        for session in self.sessions.values():  # new tokens from `cmamd auth` are tried now
+            session.retry_authorisation("reload")
         removed = set(diff.accounts_removed) | set(diff.accounts_changed)
         added = set(diff.accounts_added) | set(diff.accounts_changed)
         added = {n for n in added if new.account(n).enabled}
@@ -381,6 +383,9 @@ class Daemon:
         )
         if stopped:
             text += f"; EQUITY STOP: {', '.join(stopped)}"
+        reauth = sorted(n for n, sess in self.sessions.items() if sess.needs_reauth is not None)
+        if reauth:
+            text += f"; NEEDS RE-AUTHORISATION (cmamd auth): {', '.join(reauth)}"
         if extra:
             text += f"; {extra}"
         return text

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="simulator YAML (default: the demo broker)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5035, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--http-port", type=int, default=0, help="port of the OAuth pages (default: any free one)"
+    )
     parser.add_argument("--tls-cert", type=Path, help="certificate (PEM) to serve wss://")
     parser.add_argument("--tls-key", type=Path, help="private key (PEM) of --tls-cert")
     parser.add_argument(
@@ -47,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if args.tls_cert is not None:
         ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
-    asyncio.run(_serve(config, args.host, args.port, ssl_context, args.describe))
+    asyncio.run(_serve(config, args.host, args.port, ssl_context, args.describe, args.http_port))
     return 0
 
 
@@ -57,13 +60,14 @@ async def _serve(
     port: int,
     ssl_context: ssl.SSLContext | None,
     describe_path: Path | None,
+    http_port: int = 0,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     server = SimServer(config)
-    await server.start(host, port, ssl_context)
+    await server.start(host, port, ssl_context, http_port=http_port)
     try:
         description = server.describe()
         if describe_path is not None:
@@ -78,6 +82,9 @@ def print_summary(description: dict[str, Any], out: TextIO) -> None:
     print(f"cmamd sim listening on {description['url']}", file=out)
     print(f"  client_id     {description['client_id']}", file=out)
     print(f"  client_secret {description['client_secret']}", file=out)
+    print(f"  auth_url      {description['auth_url']}  (OAuth authorisation page)", file=out)
+    print(f"  token_url     {description['token_url']}  (OAuth token endpoint)", file=out)
+    print(f"  redirect_uris {', '.join(description['redirect_uris'])}", file=out)
     for account in description["accounts"]:
         print(
             f"  {account['name']:<18} account_id={account['account_id']} "

@@ -17,6 +17,8 @@ marked optional is required, unknown keys are errors::
     idle_timeout_s: 30
     max_connections: 25
     token_ttl_s: 2628000
+    redirect_uris: [http://127.0.0.1:8765/callback]   # optional: OAuth redirect URIs
+    grant_ctid: alice                  # optional: whose accounts the OAuth page grants
     price_walk: false                  # optional: random walk of prices (cmamd sim turns it on)
     price_walk_interval_s: 1.0
     timer_interval_s: 0.05             # optional: how often GTD expiry is checked
@@ -169,6 +171,10 @@ class SimConfig(_Model):
     price_walk_interval_s: float = Field(default=1.0, gt=0)
     timer_interval_s: float = Field(default=0.05, gt=0)
     version: str = "cmamd-sim-1"
+    # OAuth stand-in (cmamd.sim.oauth): redirect URIs registered for the application, and
+    # the cTID whose grant the authorisation page gives (default: the first one)
+    redirect_uris: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8765/callback"])
+    grant_ctid: str | None = None
 
     @model_validator(mode="after")
     def _references(self) -> SimConfig:
@@ -182,6 +188,8 @@ class SimConfig(_Model):
         _require_unique((a.name for a in accounts), "account name")
         _require_unique((a.account_id for a in accounts), "account id")
         _require_unique((a.trader_login for a in accounts), "trader login")
+        if self.grant_ctid is not None and self.grant_ctid not in {c.name for c in self.ctids}:
+            raise ValueError(f"grant_ctid: unknown ctid {self.grant_ctid!r}")
         tokens = [t for c in self.ctids for t in (c.access_token, c.refresh_token) if t]
         _require_unique(tokens, "token")
         broker_names = {b.name for b in self.brokers}

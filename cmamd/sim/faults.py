@@ -1,4 +1,4 @@
-"""Fault injection settings: delayed replies, swallowed replies, rejected orders."""
+"""Fault injection settings: delayed, swallowed or lost exchanges, rejected orders."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ class Faults:
     reject_left: int = 0
     reject_code: str = "TRADING_DISABLED"
     reject_account: int | None = None
+    lost_requests_left: int = 0
+    lost_request_types: frozenset[int] | None = None
 
     def delay_for(self, payload_type: int) -> float:
         if self.delay_s <= 0:
@@ -29,6 +31,15 @@ class Faults:
         if self.swallow_types is not None and payload_type not in self.swallow_types:
             return False
         self.swallow_left -= 1
+        return True
+
+    def take_lost_request(self, payload_type: int) -> bool:
+        """Whether this request is lost before the server acts on it (counts down)."""
+        if self.lost_requests_left <= 0:
+            return False
+        if self.lost_request_types is not None and payload_type not in self.lost_request_types:
+            return False
+        self.lost_requests_left -= 1
         return True
 
     def take_reject(self, account_id: int) -> str | None:

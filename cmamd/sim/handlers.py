@@ -227,7 +227,9 @@ class Handlers:
         exchange.reply(
             m.ProtoOAGetAccountListByAccessTokenRes(
                 accessToken=request.accessToken,
-                permissionScope=model_pb2.SCOPE_TRADE,
+                permissionScope=(
+                    model_pb2.SCOPE_VIEW if ctid.scope == "accounts" else model_pb2.SCOPE_TRADE
+                ),
                 ctidTraderAccount=accounts,
             )
         )

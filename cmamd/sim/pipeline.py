@@ -71,6 +71,8 @@ class FramePipeline:
         self._record(session, envelope.payload_type, envelope.client_msg_id, envelope.message)
         if envelope.payload_type == codec.HEARTBEAT_PAYLOAD_TYPE:
             return
+        if self._faults.take_lost_request(envelope.payload_type):
+            return  # lost on the way in (recorded for tests): never acted on, never answered
         if not self._admit(session, envelope.payload_type, envelope.client_msg_id):
             return
         if self._under_maintenance() and not session.app_authenticated:

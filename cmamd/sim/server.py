@@ -28,6 +28,7 @@ from cmamd.sim.faults import Faults
 from cmamd.sim.handlers import Handlers, Outbox
 from cmamd.sim.manual import ManualTrading
 from cmamd.sim.market import Market, PriceChange
+from cmamd.sim.oauth import OAuthSettings, OAuthStandIn
 from cmamd.sim.pipeline import FramePipeline
 from cmamd.sim.protos import spot_event
 from cmamd.sim.session import ConnectionInfo, RecordedRequest, Session
@@ -67,6 +68,17 @@ class SimServer(ManualTrading):
         self._pipeline = FramePipeline(
             self.config, self._handlers, self._faults, clock=clock, monotonic=monotonic
         )
+        self.oauth = OAuthStandIn(
+            OAuthSettings(
+                client_id=self.config.client_id,
+                client_secret=self.config.client_secret,
+                redirect_uris=list(self.config.redirect_uris),
+                grant_ctid=self.config.grant_ctid or self.config.ctids[0].name,
+            ),
+            self.tokens,
+            clock=clock,
+            on_rotated=self._on_tokens_rotated,
+        )
         self._conn_ids = itertools.count(1)
         self._prices_paused = False
         self._ws: Server | None = None
@@ -77,8 +89,14 @@ class SimServer(ManualTrading):
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(
-        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        http_port: int = 0,
     ) -> None:
+        """Serve the Open API on ``port`` and the OAuth pages on ``http_port`` (0: any)."""
         if self._ws is not None:
             raise RuntimeError("already started")
         self._ws = await serve(
@@ -96,8 +114,10 @@ class SimServer(ManualTrading):
         shown_host = f"[{host}]" if ":" in host else host
         self._url = f"{scheme}://{shown_host}:{self.port}"
         self._ticker = asyncio.create_task(self._tick())
+        await self.oauth.start(host, http_port, ssl_context)
 
     async def stop(self) -> None:
+        await self.oauth.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,6 +175,7 @@ class SimServer(ManualTrading):
             "client_id": self.config.client_id,
             "client_secret": self.config.client_secret,
             "accounts": accounts,
+            **self.oauth.describe(),
         }
 
     # --- market control ---------------------------------------------------------------
@@ -205,6 +226,16 @@ class SimServer(ManualTrading):
         self._faults.swallow_left = n
         self._faults.swallow_types = frozenset(payload_types) if payload_types is not None else None
 
+    def lose_next_requests(self, n: int, payload_types: Iterable[int] | None = None) -> None:
+        """The next ``n`` requests (of those types) never reach the server: no effect, no reply.
+
+        Unlike ``swallow_next`` (acted on, answer lost), a client that retries is safe here.
+        """
+        self._faults.lost_requests_left = n
+        self._faults.lost_request_types = (
+            frozenset(payload_types) if payload_types is not None else None
+        )
+
     def reject_next_orders(
         self, n: int, code: str = "TRADING_DISABLED", account_id: int | None = None
     ) -> None:
@@ -220,6 +251,9 @@ class SimServer(ManualTrading):
                 outbox, ctid.account_ids, "Access token was revoked"
             )
         )
+
+    def _on_tokens_rotated(self, account_ids: frozenset[int], reason: str) -> None:
+        self._run_exchange(lambda outbox: self._handlers.invalidate(outbox, account_ids, reason))
 
     def disconnect_account(self, account_id: int, *, silently: bool = False) -> None:
         """End the account's session on every connection (AccountDisconnectEvent).

@@ -30,6 +30,9 @@ class Ctid:
     """None after revocation: only a refresh gives the cTID a working access token again."""
     refresh_token: str
     issued_at: float
+    all_account_ids: frozenset[int] = frozenset()
+    """Every account the cTID owns; ``account_ids`` are those its current grant covers."""
+    scope: str = "trading"
 
 
 class TokenStore:
@@ -51,6 +54,7 @@ class TokenStore:
                 access_token=c.access_token or generated_token(seed, f"access:{c.name}"),
                 refresh_token=c.refresh_token or generated_token(seed, f"refresh:{c.name}"),
                 issued_at=clock(),
+                all_account_ids=frozenset(a.account_id for a in c.accounts),
             )
             for c in ctids
         ]
@@ -87,6 +91,26 @@ class TokenStore:
                 ctid.issued_at = self._clock()
                 return ctid
         raise TokenError("CH_ACCESS_TOKEN_INVALID", "refresh token is invalid")
+
+    def by_name(self, name: str) -> Ctid:
+        for ctid in self._ctids:
+            if ctid.name == name:
+                return ctid
+        raise KeyError(name)
+
+    def grant(self, name: str, account_ids: frozenset[int], scope: str) -> Ctid:
+        """A new authorisation of the cTID: a new pair for ``account_ids``; the old pair dies.
+
+        Accounts left out of a re-grant lose access (the trap of re-granting a cTID
+        without selecting every account again).
+        """
+        ctid = self.by_name(name)
+        ctid.account_ids = frozenset(account_ids)
+        ctid.scope = scope
+        ctid.access_token = self._new_token()
+        ctid.refresh_token = self._new_token()
+        ctid.issued_at = self._clock()
+        return ctid
 
     def revoke_access(self, account_id: int) -> Ctid:
         """Kill the access token authorising ``account_id`` (and its cTID's other accounts)."""

@@ -16,7 +16,7 @@ from config_kit import BASE, CLIENT_SECRET, Workspace, edit, line_of
 from cmamd.config import load_config, load_config_report
 from cmamd.config.check import check
 from cmamd.config.diff import fingerprint_of
-from cmamd.config.problems import format_path
+from cmamd.config.problems import ConfigError, format_path
 from cmamd.config.rules import CopyMode, VolumeMode
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
@@ -263,3 +263,15 @@ def test_chained_copying_is_allowed_with_a_warning(tmp_path: Path) -> None:
     assert [(w.path, w.line) for w in chained] == [
         ("copy[0].destinations[0].account", line_of(text, "- account: follower1"))
     ]
+
+
+def test_oauth_urls_need_https_except_on_loopback(tmp_path: Path) -> None:
+    workspace = Workspace.create(tmp_path)
+
+    def with_url(url: str) -> Path:
+        return workspace.write(edit(BASE, "  tls: true\n", f"  tls: true\n  token_url: {url}\n"))
+
+    for url in ("https://openapi.ctrader.com/apps/token", "http://127.0.0.1:9/apps/token"):
+        assert load_config(with_url(url), environ={}).api.token_url == url
+    with pytest.raises(ConfigError, match="plain http:// only for a loopback host"):
+        load_config(with_url("http://example.com/apps/token"), environ={})

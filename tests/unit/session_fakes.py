@@ -169,6 +169,9 @@ class FakeConnection:
         reply = getattr(self, "_" + name)(message)
         return decode(encode(reply)).message  # as the wire would deliver it
 
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        return None
+
     # helpers for tests -------------------------------------------------------------------
     def count(self, name: str) -> int:
         return Counter(type(m).__name__ for m in self.sent)[name]

@@ -60,6 +60,8 @@ OWN_OPTION = {
     "check-config": "--quiet",
     "sim": "--describe",
     "demo": "--state-dir",
+    "auth": "--scope",
+    "accounts": "--remote",
 }
 
 

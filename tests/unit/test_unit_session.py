@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cmamd.accounts import catalogue as catalogue_module
+from cmamd.accounts import session as session_module
 from cmamd.accounts.model import AccountKind, OrderKind, Side
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.accounts.tokens import TokenKeeper
@@ -19,7 +20,8 @@ from cmamd.connection.errors import RequestNotSent, SendTimeout
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.state.store import StateStore
+from cmamd.state.shared_tokens import read_view
+from cmamd.state.store import StateStore, StoredTokens
 
 from .session_fakes import (
     ACCOUNT,
@@ -412,32 +414,33 @@ async def test_an_expired_access_token_is_refreshed_and_persisted(
     assert stored.expires_at_ms is not None
 
 
-async def test_a_refused_token_leaves_the_account_failed_with_the_reason(
+async def test_a_refused_token_leaves_the_account_needing_reauthorisation(
     conn: FakeConnection, make_session: Callable[..., AccountSession]
 ) -> None:
     conn.valid_access = conn.valid_refresh = "revoked"
     session = make_session()
     await session.start()
     await settle()
-    assert (session.status, session.ready.is_set()) == ("failed", False)
+    assert (session.status, session.ready.is_set()) == ("needs re-authorisation", False)
+    assert session.needs_reauth is not None
     assert session.error is not None and "CH_ACCESS_TOKEN_INVALID" in session.error
     assert names(conn) == ["AccountAuthReq", "RefreshTokenReq"], "no retry of a refusal"
 
 
-async def test_a_token_refused_during_recovery_fails_the_account(
+async def test_a_token_refused_during_recovery_needs_reauthorisation(
     conn: FakeConnection, ready: AccountSession
 ) -> None:
     conn.valid_access = conn.valid_refresh = "revoked"
     conn.feed(
         pb.ProtoOAAccountsTokenInvalidatedEvent(ctidTraderAccountIds=[ACCOUNT], reason="revoked")
     )
-    await until(lambda: ready.status == "failed", "failed")
+    await until(lambda: ready.status == "needs re-authorisation", "needs re-authorisation")
     assert ready.error is not None and ready.error.startswith("cannot authorise")
     assert "CH_ACCESS_TOKEN_INVALID" in ready.error
     assert not ready.ready.is_set()
 
 
-async def test_an_account_without_a_token_fails_naming_it(
+async def test_an_account_without_a_token_needs_authorisation_naming_it(
     conn: FakeConnection, store: StateStore, changes: list[AccountChange]
 ) -> None:
     session = AccountSession(
@@ -449,7 +452,7 @@ async def test_an_account_without_a_token_fails_naming_it(
         on_change=changes.append,
     )
     await session.start()
-    assert session.status == "failed"
+    assert session.status == "needs re-authorisation"
     assert session.error is not None and "777" in session.error
     assert conn.sent == []
     await session.stop()
@@ -586,3 +589,80 @@ async def test_quote_to_deposit_before_start_is_unknown(
 
     session = make_session()
     assert session.quote_to_deposit(SymbolSpec(1, "EURUSD", 5, 4, 10_000_000, 1, 1, 10)) is None
+
+
+def _due_for_rotation(store: StateStore) -> None:
+    soon_ms = int(time.time() * 1000) + 1000  # inside the rotation margin
+    store.put_tokens(ACCOUNT, StoredTokens("access-0", "refresh-0", soon_ms, 0))
+
+
+async def test_a_lost_refresh_reply_is_retried_with_the_held_refresh_token(
+    conn: FakeConnection, make_session: Callable[..., AccountSession], store: StateStore
+) -> None:
+    _due_for_rotation(store)
+    conn.fail("ProtoOARefreshTokenReq", OutcomeUnknown("no answer"))  # the server never acted
+    session = make_session()
+    await session.start()
+    assert session.status == "ready" and session.needs_reauth is None
+    assert names(conn)[:3] == ["RefreshTokenReq", "RefreshTokenReq", "AccountAuthReq"]
+    stored = store.get_tokens(ACCOUNT)
+    assert stored is not None and stored.refresh_token == "refresh-1"
+
+
+async def test_a_dead_refresh_token_keeps_copying_on_the_held_access_token(
+    conn: FakeConnection,
+    make_session: Callable[..., AccountSession],
+    store: StateStore,
+    tmp_path: Path,
+) -> None:
+    _due_for_rotation(store)
+    conn.valid_refresh = "rotated-by-a-lost-reply"
+    session = make_session()
+    await session.start()
+    assert session.status == "ready", session.error
+    assert session.needs_reauth is not None and "refresh token refused" in session.needs_reauth
+    assert read_view(tmp_path / "state").needs_reauth.keys() == {ACCOUNT}
+    assert names(conn)[:2] == ["RefreshTokenReq", "AccountAuthReq"]
+
+
+async def test_an_account_needing_reauthorisation_comes_back_with_a_new_pair_only(
+    conn: FakeConnection,
+    make_session: Callable[..., AccountSession],
+    store: StateStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 0.01)
+    conn.valid_access = conn.valid_refresh = "revoked"
+    session = make_session()
+    await session.start()
+    assert session.status == "needs re-authorisation"
+    sent = len(conn.sent)
+    await asyncio.sleep(0.1)  # the same refused pair in the store: nothing is tried again
+    assert len(conn.sent) == sent
+    # a new pair that is refused too: tried once, then waited on again, not retried in a loop
+    store.put_tokens(ACCOUNT, StoredTokens("access-wrong", "refresh-wrong", None, 0))
+    await until(lambda: len(conn.sent) > sent, "the new pair tried")
+    await until(lambda: session.status == "needs re-authorisation", "refused again")
+    sent = len(conn.sent)
+    await asyncio.sleep(0.1)
+    assert len(conn.sent) == sent
+    conn.valid_access, conn.valid_refresh = "access-auth", "refresh-auth"
+    store.put_tokens(ACCOUNT, StoredTokens("access-auth", "refresh-auth", None, 0))  # cmamd auth
+    await until(session.ready.is_set, "ready with the new pair")
+    assert session.needs_reauth is None and session.status == "ready"
+
+
+@pytest.mark.parametrize("code", ["OA_AUTH_TOKEN_EXPIRED", "CH_ACCESS_TOKEN_INVALID"])
+async def test_a_refused_access_token_and_a_dead_refresh_token_need_reauthorisation(
+    conn: FakeConnection,
+    make_session: Callable[..., AccountSession],
+    tmp_path: Path,
+    code: str,
+) -> None:
+    conn.fail("ProtoOAAccountAuthReq", OpenApiError(code, "refused"))
+    conn.valid_refresh = "rotated-elsewhere"
+    session = make_session()
+    await session.start()
+    assert session.status == "needs re-authorisation" and not session.ready.is_set()
+    assert session.needs_reauth is not None and "CH_ACCESS_TOKEN_INVALID" in session.needs_reauth
+    assert read_view(tmp_path / "state").needs_reauth.keys() == {ACCOUNT}
