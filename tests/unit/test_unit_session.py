@@ -592,8 +592,11 @@ async def test_quote_to_deposit_before_start_is_unknown(
 
 
 def _due_for_rotation(store: StateStore) -> None:
-    soon_ms = int(time.time() * 1000) + 1000  # inside the rotation margin
-    store.put_tokens(ACCOUNT, StoredTokens("access-0", "refresh-0", soon_ms, 0))
+    now_ms = int(time.time() * 1000)
+    # a 30-day pair stored 30 days ago, one second from expiry: inside the rotation margin
+    store.put_tokens(
+        ACCOUNT, StoredTokens("access-0", "refresh-0", now_ms + 1000, now_ms - 30 * 86_400_000)
+    )
 
 
 async def test_a_lost_refresh_reply_is_retried_with_the_held_refresh_token(
