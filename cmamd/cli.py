@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("cmamd.config.check", "validate a config file and print a summary"),
     "sim": ("cmamd.sim.command", "run the simulated Open API server"),
     "demo": ("cmamd.demo", "run a scripted copy session against the embedded simulator"),
+    "ctl": ("cmamd.control.command", "operate a running daemon: status, pause, flatten, orders"),
 }
 
 

@@ -1,0 +1,493 @@
+"""``cmamd ctl`` end to end: each command, through the real client and the control socket,
+against an in-process daemon copying on the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cmamd.accounts.model import Side
+from cmamd.cli import build_parser
+from cmamd.control import command
+from cmamd.demo.master import MasterTrader
+from cmamd.replication.labels import label, parse_label
+from cmamd.sim import SimServer
+
+from .kit import InProcessDaemon, eventually
+
+MakeConfig = Callable[..., Path]
+Daemons = Callable[..., InProcessDaemon]
+NEW_ORDER, CLOSE_POSITION = "ProtoOANewOrderReq", "ProtoOAClosePositionReq"
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    # a unix socket path is at most 107 bytes: pytest's tmp_path can be longer
+    with tempfile.TemporaryDirectory(prefix="cmamd-", dir="/tmp") as name:
+        yield Path(name)
+
+
+def operated(
+    make_config: MakeConfig,
+    socket_dir: Path,
+    accounts: list[str],
+    rules: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Path:
+    path = make_config(accounts, rules, **kw)
+    data = yaml.safe_load(path.read_text())
+    data["control"] = {"socket": str(socket_dir / "control.sock")}
+    data.update(extra or {})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def rule(*followers: str, name: str = "main", **settings: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "source": "master",
+        "destinations": [{"account": f, **settings} for f in followers],
+    }
+
+
+async def ctl(socket_dir: Path, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    """Run ``cmamd ctl ARGV`` (the real parser, client and rendering) off the event loop."""
+    args = build_parser("ctl").parse_args(
+        ["ctl", "--socket", str(socket_dir / "control.sock"), *argv]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    code = await asyncio.to_thread(command.run, args, {}, io.StringIO(stdin), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+async def status(socket_dir: Path) -> dict[str, Any]:
+    code, out, err = await ctl(socket_dir, "status", "--json")
+    assert code == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def destination(doc: dict[str, Any], follower: str, rule_name: str = "main") -> dict[str, Any]:
+    return next(
+        d for d in doc["destinations"] if d["follower"] == follower and d["rule"] == rule_name
+    )
+
+
+def copies(sim: SimServer, follower: int, master: int) -> list[Any]:
+    return [
+        p
+        for p in sim.broker.positions(follower)
+        if (parsed := parse_label(p.label)) is not None and parsed[0] == master
+    ]
+
+
+async def started(daemons: Daemons, config: Path) -> InProcessDaemon:
+    daemon = daemons(config)
+    await daemon.start()
+    return daemon
+
+
+# status ---------------------------------------------------------------------------------
+async def test_status_names_every_account_and_counts_copies_with_latency(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    config = operated(
+        make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")]
+    )
+    daemon = await started(daemons, config)
+    await master.market("EURUSD", Side.BUY, "0.10")
+    await daemon.settle()
+    doc = await status(socket_dir)
+    accounts = {a["name"]: a for a in doc["accounts"]}
+    assert set(accounts) == {"master", "follower-hedged"}
+    follower = accounts["follower-hedged"]
+    assert follower["ready"] and follower["connected"] and follower["reason"] is None
+    assert follower["open_copies"] == 1
+    assert follower["balance"] == "50000.00"
+    assert "token_expires_ms" in follower  # None: bootstrap tokens say no expiry
+    assert follower["modes"] == {"main": {"mode": "on", "source": "yaml"}}
+    dest = destination(doc, "follower-hedged")
+    assert (dest["done"], dest["rejected"], dest["skipped"]) == (1, 0, 0)
+    assert dest["last_latency_ms"] > 0 and dest["median_latency_ms"] > 0
+    assert doc["queue"] == {"depth": 0, "in_progress": 0}
+    (connection,) = doc["connections"]
+    assert connection["max_rps"] == 50 and connection["state"] == "ready"
+
+    code, text, _ = await ctl(socket_dir, "status")
+    assert code == 0
+    assert "follower-hedged" in text and "1 done, 0 skipped, 0 rejected" in text
+    assert "mode on (from yaml)" in text
+
+
+# pause / resume / mode ------------------------------------------------------------------
+async def test_pause_stops_opening_but_follows_closes_and_survives_a_restart(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    hedged, netted = ids["follower-hedged"], ids["follower-netted"]
+    config = operated(
+        make_config,
+        socket_dir,
+        ["master", "follower-hedged", "follower-netted"],
+        [rule("follower-hedged", "follower-netted")],
+    )
+    first = await started(daemons, config)
+    before = await master.market("EURUSD", Side.BUY, "0.10")
+    await first.settle()
+    assert len(copies(sim, hedged, ids["master"])) == 1
+
+    code, out, _ = await ctl(socket_dir, "pause", "follower-hedged")
+    assert (code, out) == (0, "follower-hedged: paused\n")
+    paused = await master.market("GBPUSD", Side.SELL, "0.10")
+    await first.settle()
+    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
+        label(ids["master"], f"p{before}")
+    ]
+    assert len(copies(sim, netted, ids["master"])) == 2, "the other follower still copies"
+    assert destination(await status(socket_dir), "follower-hedged")["mode_source"] == "ctl pause"
+
+    await master.close(before, master.volume("EURUSD", "0.10"))  # closes are still followed
+    await first.settle()
+    assert copies(sim, hedged, ids["master"]) == []
+    assert await first.stop() == 0
+
+    second = await started(daemons, config)
+    await second.settle()
+    dest = destination(await status(socket_dir), "follower-hedged")
+    assert (dest["mode"], dest["mode_source"]) == ("close_only", "ctl pause")
+    assert copies(sim, hedged, ids["master"]) == [], f"p{paused} stays uncopied after a restart"
+
+    code, out, _ = await ctl(socket_dir, "resume", "follower-hedged")
+    assert (code, out) == (0, "follower-hedged: resumed\n")
+    dest = destination(await status(socket_dir), "follower-hedged")
+    assert (dest["mode"], dest["mode_source"]) == ("on", "yaml")
+    after = await master.market("USDJPY", Side.BUY, "0.10")
+    await second.settle()
+    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
+        label(ids["master"], f"p{after}")
+    ]
+
+
+async def test_pause_a_rule_and_mode_override_persist_and_show_their_source(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    hedged = ids["follower-hedged"]
+    config = operated(
+        make_config,
+        socket_dir,
+        ["master", "follower-hedged", "follower-netted"],
+        [rule("follower-hedged", mode="close_only"), rule("follower-netted", name="second")],
+    )
+    daemon = await started(daemons, config)
+    assert destination(await status(socket_dir), "follower-hedged")["mode_source"] == "yaml"
+
+    code, out, _ = await ctl(socket_dir, "mode", "follower-hedged", "on")
+    assert (code, out) == (0, "follower-hedged: mode on\n")
+    code, out, _ = await ctl(socket_dir, "pause", "second")
+    assert (code, out) == (0, "rule second: paused\n")
+    position = await master.market("EURUSD", Side.BUY, "0.10")
+    await daemon.settle()
+    assert len(copies(sim, hedged, ids["master"])) == 1, "ctl mode on overrides the YAML"
+    assert copies(sim, ids["follower-netted"], ids["master"]) == [], "the paused rule opens nothing"
+    assert await daemon.stop() == 0
+
+    again = await started(daemons, config)
+    await again.settle()
+    doc = await status(socket_dir)
+    assert (
+        destination(doc, "follower-hedged")["mode"],
+        destination(doc, "follower-hedged")["mode_source"],
+    ) == ("on", "ctl")
+    assert destination(doc, "follower-netted", "second")["mode_source"] == "ctl pause"
+    code, _, _ = await ctl(socket_dir, "mode", "follower-hedged", "frozen")
+    assert code == 0
+    await master.close(position, master.volume("EURUSD", "0.10"))
+    await again.settle()
+    assert len(copies(sim, hedged, ids["master"])) == 1, "frozen: not even closes"
+
+
+# flatten --------------------------------------------------------------------------------
+async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_restart(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    hedged = ids["follower-hedged"]
+    config = operated(
+        make_config,
+        socket_dir,
+        ["master", "follower-hedged"],
+        [rule("follower-hedged")],
+        api={"max_rps": 2},
+    )
+    daemon = await started(daemons, config)
+    for symbol in ("EURUSD", "GBPUSD", "USDJPY"):
+        await master.market(symbol, Side.BUY, "0.10")
+    await daemon.settle()
+    held = {p.position_id for p in copies(sim, hedged, ids["master"])}
+    assert len(held) == 3
+
+    # two more master trades: their copies wait for the spent rate budget
+    for symbol in ("EURUSD", "GBPUSD"):
+        await master.market(symbol, Side.SELL, "0.10")
+
+    async def opens_waiting() -> bool:
+        doc = await status(socket_dir)
+        return bool(doc["connections"][0]["rate_waiting"] >= 2)
+
+    for _ in range(200):
+        if await opens_waiting():
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the copies' opens never waited for the rate budget")
+    mark = len(sim.record)
+    code, out, err = await ctl(socket_dir, "flatten", "--all", "--yes")
+    assert code == 0, err + out
+    assert "flattened and frozen: main:follower-hedged" in out
+
+    sent = [
+        r
+        for r in sim.record[mark:]
+        if r.name in (NEW_ORDER, CLOSE_POSITION) and r.message.ctidTraderAccountId == hedged
+    ]
+    closes = [
+        i for i, r in enumerate(sent) if r.name == CLOSE_POSITION and r.message.positionId in held
+    ]
+    opens = [i for i, r in enumerate(sent) if r.name == NEW_ORDER]
+    assert len(closes) == 3
+    assert len(opens) <= 2 and (not opens or max(closes) < min(opens)), [r.name for r in sent]
+    await eventually(lambda: copies(sim, hedged, ids["master"]) == [], 15, "late copies closed")
+    await daemon.settle()
+    assert await daemon.stop() == 0
+
+    again = await started(daemons, config)
+    await again.settle()
+    dest = destination(await status(socket_dir), "follower-hedged")
+    assert (dest["mode"], dest["mode_source"]) == ("frozen", "ctl flatten")
+    await master.market("EURUSD", Side.BUY, "0.10")
+    await again.settle()
+    assert copies(sim, hedged, ids["master"]) == []
+
+    # an explicit mode ends the flatten
+    code, _, _ = await ctl(socket_dir, "mode", "follower-hedged", "on")
+    assert code == 0
+    later = await master.market("GBPUSD", Side.BUY, "0.10")
+    await again.settle()
+    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
+        label(ids["master"], f"p{later}")
+    ]
+
+
+async def test_flatten_asks_for_confirmation_and_does_nothing_without_it(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    config = operated(
+        make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")]
+    )
+    daemon = await started(daemons, config)
+    await master.market("EURUSD", Side.BUY, "0.10")
+    await daemon.settle()
+    code, _, err = await ctl(socket_dir, "flatten", "--follower", "follower-hedged")
+    assert code == 1 and "--yes" in err, "stdin is not a terminal here"
+    assert len(copies(sim, ids["follower-hedged"], ids["master"])) == 1
+    assert destination(await status(socket_dir), "follower-hedged")["mode"] == "on"
+
+
+# reconcile / retry / errors --------------------------------------------------------------
+async def test_reconcile_retry_and_plain_errors(
+    sim: SimServer,
+    ids: dict[str, int],
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    code, _, err = await ctl(socket_dir, "status")
+    assert code == 3 and "not running" in err
+
+    config = operated(
+        make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")]
+    )
+    await started(daemons, config)
+    code, out, _ = await ctl(socket_dir, "reconcile")
+    assert (code, out) == (0, "reconciled: follower-hedged, master\n")
+    code, out, _ = await ctl(socket_dir, "reconcile", "master")
+    assert (code, out) == (0, "reconciled: master\n")
+
+    code, _, err = await ctl(socket_dir, "reconcile", "nobody")
+    assert code == 1 and "[unknown_account]" in err and "nobody" in err
+    code, _, err = await ctl(socket_dir, "pause", "nothing")
+    assert code == 1 and "[unknown_account]" in err
+    code, _, err = await ctl(socket_dir, "retry", "master")
+    assert code == 1 and "[refused]" in err and "ready" in err
+    code, _, err = await ctl(socket_dir, "order", "--group", "none", "buy", "EURUSD", "1")
+    assert code == 1 and "[unknown_group]" in err
+
+
+async def test_retry_restarts_a_failed_account_and_order_refuses_it(
+    sim: SimServer,
+    ids: dict[str, int],
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    config = operated(
+        make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")]
+    )
+    data = yaml.safe_load(config.read_text())
+    described = {a["name"]: a for a in sim.describe()["accounts"]}
+    follower = next(a for a in data["accounts"] if a["name"] == "follower-hedged")
+    follower["access_token"] = "not-a-token"
+    follower["refresh_token"] = "not-a-token-either"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    daemon = await started(daemons, config)
+    doc = await status(socket_dir)
+    account = next(a for a in doc["accounts"] if a["name"] == "follower-hedged")
+    assert not account["ready"] and account["reason"]
+
+    code, _, err = await ctl(
+        socket_dir, "order", "--accounts", "follower-hedged", "buy", "EURUSD", "0.1"
+    )
+    assert code == 1 and "[not_ready]" in err
+
+    # the operator fixes the token (as `cmamd auth` would), then retries
+    assert daemon.daemon is not None and daemon.daemon.store is not None
+    from cmamd.state.records import StoredTokens
+
+    daemon.daemon.store.put_tokens(
+        ids["follower-hedged"],
+        StoredTokens(
+            described["follower-hedged"]["access_token"],
+            described["follower-hedged"]["refresh_token"],
+        ),
+    )
+    code, out, err = await ctl(socket_dir, "retry", "follower-hedged")
+    assert (code, out) == (0, "follower-hedged: ready\n"), err
+
+
+# multi-account orders -------------------------------------------------------------------
+async def test_group_order_lands_with_each_accounts_size_and_symbol_and_is_never_a_copy(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    hedged, suffix = ids["follower-hedged"], ids["follower-suffix"]
+    groups = {
+        "groups": [
+            {
+                "name": "desk",
+                "sizing": "per_account",
+                "members": [
+                    {"account": "follower-hedged"},
+                    {
+                        "account": "follower-suffix",
+                        "volume": {"mode": "multiplier", "value": 2},
+                        "symbols": {"add_suffix": ".m"},
+                    },
+                ],
+            }
+        ]
+    }
+    # both accounts also follow the master: the planner must leave the ctl trades alone
+    config = operated(
+        make_config,
+        socket_dir,
+        ["master", "follower-hedged", "follower-suffix"],
+        [
+            rule("follower-hedged"),
+            rule("follower-suffix", name="suffix", symbols={"add_suffix": ".m"}),
+        ],
+        groups,
+    )
+    daemon = await started(daemons, config)
+    code, out, err = await ctl(
+        socket_dir, "order", "--group", "desk", "buy", "EURUSD", "0.3", "--sl", "20", "--tp", "40"
+    )
+    assert code == 0, err + out
+    held = {a: sim.broker.positions(a) for a in (hedged, suffix)}
+    (on_hedged,), (on_suffix,) = held[hedged], held[suffix]
+    assert on_hedged.symbol_id == sim.broker.symbol_named(hedged, "EURUSD").symbol_id
+    assert on_suffix.symbol_id == sim.broker.symbol_named(suffix, "EURUSD.m").symbol_id
+    assert (on_hedged.volume, on_suffix.volume) == (3_000_000, 6_000_000)
+    assert on_hedged.label.startswith("ctl:desk:") and on_hedged.label == on_suffix.label
+    assert parse_label(on_hedged.label) is None
+    assert on_hedged.stop_loss == pytest.approx(on_hedged.entry_price - 0.0020)
+    assert on_hedged.take_profit == pytest.approx(on_hedged.entry_price + 0.0040)
+
+    # master activity makes the planner look at both followers: the ctl trades stay
+    position = await master.market("EURUSD", Side.BUY, "0.10")
+    await daemon.settle()
+    await master.close(position, master.volume("EURUSD", "0.10"))
+    await daemon.settle()
+    assert [p.position_id for p in sim.broker.positions(hedged)] == [on_hedged.position_id]
+    assert [p.position_id for p in sim.broker.positions(suffix)] == [on_suffix.position_id]
+
+    code, out, err = await ctl(
+        socket_dir, "close", "--accounts", "follower-hedged,follower-suffix", "GBPUSD"
+    )
+    assert (code, "nothing to do" in out) == (0, True), err
+    code, out, err = await ctl(socket_dir, "close", "--group", "desk", "EURUSD")
+    assert code == 0, err + out
+    assert sim.broker.positions(hedged) == [] and sim.broker.positions(suffix) == []
+
+
+async def test_order_on_accounts_trades_the_lots_given_and_skips_what_cannot_be_traded(
+    sim: SimServer,
+    ids: dict[str, int],
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    config = operated(make_config, socket_dir, ["master", "follower-hedged", "follower-suffix"], [])
+    await started(daemons, config)
+    code, out, _ = await ctl(
+        socket_dir,
+        "--json",
+        "order",
+        "--accounts",
+        "follower-hedged,follower-suffix",
+        "sell",
+        "GBPUSD",
+        "0.2",
+    )
+    assert code == 1, "one account has no GBPUSD (its broker says GBPUSD.m)"
+    results = {r["account"]: r for r in json.loads(out)["results"]}
+    assert results["follower-hedged"]["outcome"] == "done"
+    assert results["follower-suffix"]["outcome"] == "skipped"
+    assert "GBPUSD" in results["follower-suffix"]["detail"]
+    (position,) = sim.broker.positions(ids["follower-hedged"])
+    assert (position.volume, position.side.value) == (2_000_000, "sell")
