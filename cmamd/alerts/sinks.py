@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, Protocol
 
 import httpx
@@ -17,6 +18,9 @@ import httpx
 from cmamd.config.operating import CommandSink, TelegramSink, WebhookSink
 
 MAX_TELEGRAM_TEXT = 4096
+
+# httpx logs every request's URL at INFO, and a Telegram URL holds the bot token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class SinkError(Exception):
@@ -98,13 +102,21 @@ class Command:
         try:
             await asyncio.wait_for(process.communicate(json.dumps(alert).encode()), self._timeout_s)
         except TimeoutError:
-            process.kill()
-            await process.wait()
+            await _kill(process)
             raise SinkError(
                 f"command: {self._argv[0]} did not finish in {self._timeout_s:g} s"
             ) from None
+        except asyncio.CancelledError:  # the daemon is stopping: leave no process behind
+            await _kill(process)
+            raise
         if process.returncode != 0:
             raise SinkError(f"command: {self._argv[0]} exited {process.returncode}")
 
     async def close(self) -> None:
         return None
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
