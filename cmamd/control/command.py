@@ -31,8 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     status = sub.add_parser("status", help="accounts, rules, queue and connections")
     status.add_argument("--json", action="store_true", dest="json_status")
-    for name, text in (("pause", "stop opening copies"), ("resume", "undo a pause")):
-        p = sub.add_parser(name, help=f"{text} for a follower or a rule (closes still follow)")
+    helps = {
+        "pause": "stop opening copies for a follower or a rule (closes still follow)",
+        "resume": "undo a pause of a follower or a rule",
+    }
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text)
         p.add_argument("target", metavar="FOLLOWER|RULE")
         kind = p.add_mutually_exclusive_group()
         kind.add_argument("--follower", action="store_const", const="follower", dest="kind")
