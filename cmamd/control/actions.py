@@ -82,6 +82,8 @@ async def _pause(hub: OperatorHub, args: dict[str, Any], paused: bool = True) ->
     target = arg_str(args, "target")
     assert target is not None
     kind = arg_str(args, "kind", required=False)  # "follower" | "rule" | None: guess
+    if kind not in (None, "follower", "rule"):
+        raise ControlError(ErrorCode.BAD_REQUEST, f"kind is follower or rule, not {kind!r}")
     config = hub.daemon.config
     assert config is not None
     is_account = any(a.name == target for a in config.accounts)

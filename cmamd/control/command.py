@@ -188,7 +188,7 @@ def _partial_failure(action: str, result: Any) -> bool:
     if action in ("order", "close"):
         return any(r.get("outcome") != "done" for r in result.get("results", []))
     if action == "flatten":
-        return bool(result.get("failed") or result.get("left"))
+        return bool(result.get("failed") or result.get("left") or result.get("not_ready"))
     return False
 
 

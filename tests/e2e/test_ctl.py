@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +32,7 @@ from .ctl_kit import (
     started,
     status,
 )
-from .kit import eventually
+from .kit import ROOT, DaemonProcess, eventually
 
 __all__ = ["socket_dir"]  # the fixture, used by name
 NEW_ORDER, CLOSE_POSITION = "ProtoOANewOrderReq", "ProtoOAClosePositionReq"
@@ -428,3 +433,50 @@ async def test_order_on_accounts_trades_the_lots_given_and_skips_what_cannot_be_
     assert "GBPUSD" in results["follower-suffix"]["detail"]
     (position,) = sim.broker.positions(ids["follower-hedged"])
     assert (position.volume, position.side.value) == (2_000_000, "sell")
+
+
+# as systemd runs it -----------------------------------------------------------------------
+async def test_a_daemon_process_serves_ctl_in_its_runtime_directory(
+    sim: SimServer,
+    ids: dict[str, int],
+    make_config: MakeConfig,
+    socket_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """RUNTIME_DIRECTORY (RuntimeDirectory=cmamd) holds the socket; `cmamd ctl` is the
+    installed entry point; the socket goes away with the daemon."""
+    config = make_config(["master", "follower-hedged"], [rule("follower-hedged")])
+    daemon = DaemonProcess(config, {"RUNTIME_DIRECTORY": str(socket_dir)}, tmp_path / "d.log")
+    path = socket_dir / "control.sock"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CMAMD_CONTROL_SOCKET": str(path)}
+
+    async def run_ctl(*argv: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cmamd", "ctl", *argv,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    daemon.start()
+    try:
+        await eventually(lambda: '"event": "ready"' in daemon.log_text(), 20, "daemon ready")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        code, out, err = await run_ctl("status", "--json")
+        assert code == 0, err
+        assert {a["name"] for a in json.loads(out)["accounts"]} == {"master", "follower-hedged"}
+        code, _, err = await run_ctl("mode", "follower-hedged", "sideways")
+        assert code == 2 and "invalid choice" in err
+        code, out, _ = await run_ctl("pause", "follower-hedged")
+        assert (code, out) == (0, "follower-hedged: paused\n")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    finally:
+        daemon.kill()
+    assert not path.exists()
+    events = daemon.log_events()
+    action = next(e for e in events if e["event"] == "control action")
+    assert (action["action"], action["result"], action["peer_uid"]) == ("pause", "ok", os.getuid())
+    code, _, err = await run_ctl("status")
+    assert code == 3 and "not running" in err
