@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from cmamd.control.hub import OperatorHub
 
 FLATTEN_WAIT_S = 30.0  # how long ``flatten`` waits for the closes before it reports
+RETRYABLE_STATES = frozenset({"failed", "stopped", "new"})
 
 
 async def run(hub: OperatorHub, request: Request) -> Any:
@@ -226,6 +227,11 @@ async def _retry(hub: OperatorHub, args: dict[str, Any]) -> Any:
     session = hub.daemon.sessions.get(name)
     if session is not None and session.ready.is_set():
         raise ControlError(ErrorCode.REFUSED, f"account {name} is ready; nothing to retry")
+    if session is not None and session.status not in RETRYABLE_STATES:
+        # a session recovering on its own is not interrupted
+        raise ControlError(
+            ErrorCode.REFUSED, f"account {name} is {session.status}; see ctl status, retry later"
+        )
     await hub.restart_account(account)
     session = hub.daemon.sessions.get(name)
     ready = session is not None and session.ready.is_set()

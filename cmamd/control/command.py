@@ -166,9 +166,9 @@ def run(
         print("not confirmed; nothing done", file=stderr)
         return 1
     action, payload = request_of(args)
-    client = ControlClient(
-        socket_from(args, environ), timeout_s=max(120.0, args.__dict__.get("wait", 0) + 60)
-    )
+    # retry waits for an account start (up to 120 s), flatten for its closes
+    timeout_s = max(300.0, getattr(args, "wait", 0) + 60)
+    client = ControlClient(socket_from(args, environ), timeout_s=timeout_s)
     try:
         reply = client.call(action, payload)
     except ClientError as exc:

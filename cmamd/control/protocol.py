@@ -12,7 +12,8 @@ and the daemon answers each with one line, in order::
 ``id`` is the client's own (any JSON scalar, echoed). A request with another ``v`` is
 answered with ``unsupported_version`` and the versions spoken, so an old client meets a
 newer daemon with a clear error instead of a misunderstanding. Error codes are stable:
-see ``ErrorCode``. A line longer than ``MAX_LINE`` closes the connection.
+see ``ErrorCode``. A line longer than ``MAX_LINE`` closes the connection. Every action,
+its arguments and its result: docs/control.md.
 """
 
 from __future__ import annotations

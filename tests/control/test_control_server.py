@@ -142,3 +142,18 @@ async def test_several_requests_on_one_connection_are_answered_in_order(path: Pa
         True,
         True,
     ]
+
+
+async def test_an_oversized_line_is_refused_and_the_connection_closed(path: Path) -> None:
+    server = ControlServer(path, own_policy(), echo)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b'{"v":1,"action":"status","args":{"x":"' + b"a" * 70_000 + b'"}}\n')
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readline(), 5)
+        assert b"bad_request" in answer and b"too long" in answer
+        assert await asyncio.wait_for(reader.read(), 5) == b"", "then the daemon hangs up"
+        writer.close()
+    finally:
+        await server.stop()
