@@ -19,6 +19,7 @@ from cmamd.config.models import AccountConfig, Config
 from cmamd.config.operating import DEFAULT_SOCKET_NAME
 from cmamd.config.rules import CopyMode
 from cmamd.control import actions
+from cmamd.control.audit import ControlJournal
 from cmamd.control.overrides import Overrides
 from cmamd.control.peer import Peer, Policy, group_id
 from cmamd.control.protocol import Request
@@ -52,6 +53,7 @@ class OperatorHub:
         self.daemon = daemon
         self._environ = environ
         self.overrides = Overrides(daemon.store)
+        self.journal = ControlJournal(daemon.store)
         self.figures = CopyFigures()
         self.report_listeners: list[Callable[[CopyReport], None]] = []
         self.alerts = AlertDispatcher(daemon.config.alerts)
@@ -91,7 +93,9 @@ class OperatorHub:
                 log.error("control.group names no group on this system", group=config.control.group)
         policy = Policy(daemon_uid=os.getuid(), group_gid=gid)
         path = socket_path(config, self._environ)
-        server = ControlServer(path, policy, self._handle, group_gid=gid)
+        server = ControlServer(
+            path, policy, self._handle, group_gid=gid, journal=self._journal_action
+        )
         try:
             await server.start()
         except Exception as exc:  # the copier runs on without its control socket
@@ -170,6 +174,11 @@ class OperatorHub:
 
     async def _handle(self, request: Request, peer: Peer) -> Any:
         return await actions.run(self, request)
+
+    def _journal_action(
+        self, peer: Peer, action: str, args: Any, result: str, message: str
+    ) -> None:
+        self.journal.record(peer.uid, peer.pid, action, args, result, message)
 
     # alerts from what the daemon does ---------------------------------------------------
     def _alert_on_report(self, report: CopyReport) -> None:

@@ -33,6 +33,7 @@ log = get_logger("cmamd.control")
 
 SOCKET_MODE = 0o660
 Handler = Callable[[Request, Peer], Awaitable[Any]]
+Journal = Callable[[Peer, str, Any, str, str], None]  # peer, action, args, result, message
 
 
 class SocketInUse(RuntimeError):
@@ -48,12 +49,14 @@ class ControlServer:
         *,
         group_gid: int | None = None,
         peer_reader: Callable[[socket.socket], Peer] = peer_of,
+        journal: Journal | None = None,
     ) -> None:
         self.path = path
         self._policy = policy
         self._handler = handler
         self._group_gid = group_gid
         self._peer_reader = peer_reader
+        self._journal = journal
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[Any]] = set()
 
@@ -124,10 +127,10 @@ class ControlServer:
 
     async def _answer(self, line: bytes, peer: Peer, allowed: bool) -> bytes:
         request_id: Any = None
-        action = "?"
+        action, args = "?", None
         try:
             request = decode_request(line)
-            request_id, action = request.id, request.action
+            request_id, action, args = request.id, request.action, request.args
             if not allowed:
                 raise ControlError(
                     ErrorCode.PERMISSION_DENIED,
@@ -136,28 +139,32 @@ class ControlServer:
                 )
             result = await self._handler(request, peer)
         except ControlError as exc:
-            _log_action(peer, action, exc.code.value, exc.message)
+            self._record(peer, action, args, exc.code.value, exc.message)
             return encode_error(request_id, exc.code, exc.message)
         except Exception as exc:
             log.exception("control action failed", action=action, peer_uid=peer.uid)
-            _log_action(peer, action, ErrorCode.INTERNAL.value, str(exc))
+            self._record(peer, action, args, ErrorCode.INTERNAL.value, str(exc))
             return encode_error(request_id, ErrorCode.INTERNAL, f"internal error: {exc}")
         if action != "status":  # status is polled by scripts; changes are what matters
-            _log_action(peer, action, "ok", "", args=request.args)
+            self._record(peer, action, args, "ok", "")
         return encode_result(request_id, result)
 
-
-def _log_action(peer: Peer, action: str, result: str, message: str, **extra: Any) -> None:
-    method = log.info if result == "ok" else log.warning
-    method(
-        "control action",
-        peer_uid=peer.uid,
-        peer_pid=peer.pid,
-        action=action,
-        result=result,
-        message=message or None,
-        **extra,
-    )
+    def _record(self, peer: Peer, action: str, args: Any, result: str, message: str) -> None:
+        method = log.info if result == "ok" else log.warning
+        method(
+            "control action",
+            peer_uid=peer.uid,
+            peer_pid=peer.pid,
+            action=action,
+            args=args,
+            result=result,
+            message=message or None,
+        )
+        if self._journal is not None:
+            try:
+                self._journal(peer, action, args, result, message)
+            except Exception:  # the answer still goes out; the log line above has it all
+                log.exception("control action not journaled", action=action)
 
 
 async def _remove_stale(path: Path) -> None:

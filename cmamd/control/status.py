@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,7 @@ def status_of(hub: OperatorHub) -> dict[str, Any]:
         "connections": [connection_figures(c) for c in daemon.pool.connections]
         if daemon.pool is not None
         else [],
+        "recent_actions": hub.journal.recent(10),
     }
 
 
@@ -164,4 +166,12 @@ def render(status: dict[str, Any]) -> str:
             f"CONNECTION {c['name']}: {c['state']}; rate {c['rate_used']}/{c['max_rps']} "
             f"per s, {c['rate_waiting']} waiting"
         )
+    if status.get("recent_actions"):
+        lines += ["", "RECENT CONTROL ACTIONS"]
+        for entry in status["recent_actions"]:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry["time_ms"] / 1000))
+            args = json.dumps(entry["args"]) if entry["args"] else ""
+            lines.append(
+                f"  {when} uid {entry['uid']}: {entry['action']} {args} -> {entry['result']}"
+            )
     return "\n".join(lines)

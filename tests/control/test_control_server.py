@@ -68,13 +68,23 @@ async def test_a_peer_of_another_uid_is_refused(path: Path) -> None:
         handled.append(request)
         return {}
 
-    server = ControlServer(path, own_policy(), handler, peer_reader=stranger)
+    journaled: list[tuple[int, str, str]] = []
+    server = ControlServer(
+        path,
+        own_policy(),
+        handler,
+        peer_reader=stranger,
+        journal=lambda peer, action, args, result, message: journaled.append(
+            (peer.uid, action, result)
+        ),
+    )
     await server.start()
     try:
         reply = await call(path, "flatten", {"all": True})
     finally:
         await server.stop()
     assert (reply.ok, reply.code) == (False, "permission_denied")
+    assert journaled == [(os.getuid() + 4242, "flatten", "permission_denied")]
     assert "uid" in reply.message
     assert handled == [], "nothing reaches the actions"
     assert seen and seen[0].uid == os.getuid() and seen[0].pid == os.getpid()

@@ -283,3 +283,22 @@ def test_operator_sections_default_off_and_validate() -> None:
 def test_operator_section_mistakes_are_named(extra: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
         Config.model_validate(_config(**extra))
+
+
+# control journal ------------------------------------------------------------------------
+def test_the_control_journal_keeps_the_latest_actions_in_a_bounded_ring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cmamd.control import audit
+
+    monkeypatch.setattr(audit, "KEPT", 5)
+    with StateStore.open(tmp_path) as store:
+        journal = audit.ControlJournal(store)
+        for n in range(12):
+            journal.record(1000, 42, "pause", {"target": f"f{n}"}, "ok", "")
+        assert len(store.meta_items("ctl:journal:")) == 5
+    with StateStore.open(tmp_path) as store:  # kept across restarts
+        recent = audit.ControlJournal(store).recent(3)
+    assert [e["args"]["target"] for e in recent] == ["f9", "f10", "f11"]
+    assert [e["seq"] for e in recent] == [10, 11, 12]
+    assert recent[0]["uid"] == 1000 and recent[0]["result"] == "ok"

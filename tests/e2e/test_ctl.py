@@ -296,6 +296,19 @@ async def test_reconcile_retry_and_plain_errors(
     code, _, err = await ctl(socket_dir, "order", "--group", "none", "buy", "EURUSD", "1")
     assert code == 1 and "[unknown_group]" in err
 
+    recent = (await status(socket_dir))["recent_actions"]
+    assert [(e["action"], e["result"]) for e in recent] == [
+        ("reconcile", "ok"),
+        ("reconcile", "ok"),
+        ("reconcile", "unknown_account"),
+        ("pause", "unknown_account"),
+        ("retry", "refused"),
+        ("order", "unknown_group"),
+    ]
+    assert {e["uid"] for e in recent} == {os.getuid()}
+    code, text, _ = await ctl(socket_dir, "status")
+    assert "RECENT CONTROL ACTIONS" in text and '{"account": "nobody"}' in text
+
 
 async def test_retry_restarts_a_failed_account_and_order_refuses_it(
     sim: SimServer,
