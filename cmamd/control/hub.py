@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmamd.alerts import bus
 from cmamd.alerts.dispatcher import AlertDispatcher
 from cmamd.config.models import AccountConfig, Config
 from cmamd.config.operating import DEFAULT_SOCKET_NAME
@@ -69,6 +70,7 @@ class OperatorHub:
         config = self.daemon.config
         assert config is not None
         self.alerts.start()
+        bus.set_receiver(self.alert)
         if config.control.enabled:
             await self._start_control(config)
         if config.metrics is not None:
@@ -112,6 +114,7 @@ class OperatorHub:
             self._server = None
 
     async def stop(self) -> None:
+        bus.set_receiver(None)
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
@@ -134,7 +137,8 @@ class OperatorHub:
         self._alert_on_report(report)
 
     def alert(self, cause: str, text: str, details: dict[str, Any] | None = None) -> None:
-        """Public: queue an alert (never blocks; see AlertDispatcher)."""
+        """Queue an alert (never blocks; see AlertDispatcher). Code without the hub at hand
+        calls ``cmamd.alerts.bus.emit`` instead, which lands here."""
         self.alerts.alert(cause, text, details or {})
 
     # helpers the actions use -------------------------------------------------------------

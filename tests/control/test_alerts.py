@@ -183,3 +183,17 @@ async def test_refused_copies_and_a_close_refused_again_and_again_raise_alerts(
     assert [a["cause"] for a in sink.got] == ["copy_refused", "close_refused"]
     assert sink.got[1]["details"]["master_item"] == "p1"
     assert f"refused {CLOSE_REFUSALS_TO_ALERT} times" in sink.got[1]["text"]
+
+
+async def test_the_bus_reaches_the_running_hub_and_only_logs_without_one() -> None:
+    from cmamd.alerts import bus
+
+    got: list[tuple[str, str, dict[str, Any]]] = []
+    bus.emit("foreign_copier", "nobody listens")  # no receiver: logged, no error
+    bus.set_receiver(lambda cause, text, details: got.append((cause, text, details)))
+    try:
+        bus.emit("foreign_copier", "positions labelled by another copier", {"account": "f1"})
+    finally:
+        bus.set_receiver(None)
+    bus.emit("foreign_copier", "after stop")
+    assert got == [("foreign_copier", "positions labelled by another copier", {"account": "f1"})]

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from cmamd.accounts.model import Side
+from cmamd.alerts import bus
 from cmamd.demo.master import MasterTrader
 from cmamd.replication.executor import CopyReport
 from cmamd.sim import SimServer
@@ -91,10 +92,22 @@ async def test_alerts_reach_telegram_a_webhook_and_a_program(
         await master.market("EURUSD", Side.BUY, "0.10")
         await daemon.settle()
         await eventually(lambda: "copy_refused" in causes_in(out), 10, "refusal alert")
+        # what issue 7's foreign-copier detection calls, from wherever it runs
+        bus.emit(
+            "foreign_copier",
+            "follower-hedged holds trades of another copier",
+            {"account": "follower-hedged"},
+        )
+        await eventually(lambda: "foreign_copier" in causes_in(out), 10, "foreign copier alert")
         await eventually(lambda: len(hook.posts) >= 2 and len(telegram.posts) >= 2, 10, "sinks")
         assert await daemon.stop() == 0
 
-        assert causes_in(out) == ["account_reauth", "copy_refused", "daemon_stopping"]
+        assert causes_in(out) == [
+            "account_reauth",
+            "copy_refused",
+            "foreign_copier",
+            "daemon_stopping",
+        ]
         assert [body["cause"] for _, body in hook.posts] == causes_in(out)
         assert {path for path, _ in hook.posts} == {"/hook"}
         refused = next(body for _, body in hook.posts if body["cause"] == "copy_refused")
