@@ -2,7 +2,8 @@
 
 The kernel tells (SO_PEERCRED): pid, uid, gid of the connecting process at connect time,
 which a client cannot forge. Allowed: root, the daemon's own user, and members of the
-group named in the YAML (primary or supplementary group of the peer process). The file
+group named in the YAML (the peer process's primary or supplementary group, or the
+user's membership in the group database). The file
 mode (0660) is the first fence; this check is the one that holds even when a directory
 or umask is looser than intended.
 """
@@ -10,6 +11,8 @@ or umask is looser than intended.
 from __future__ import annotations
 
 import grp
+import os
+import pwd
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -40,10 +43,20 @@ class Policy:
 
 
 def peer_of(sock: socket.socket) -> Peer:
-    """The peer's credentials from the kernel (Linux SO_PEERCRED)."""
+    """The peer's credentials from the kernel (Linux SO_PEERCRED), with its groups."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     pid, uid, gid = _UCRED.unpack(raw)
-    return Peer(pid, uid, gid, supplementary_groups(pid))
+    return Peer(pid, uid, gid, supplementary_groups(pid) | groups_of_user(uid, gid))
+
+
+def groups_of_user(uid: int, gid: int) -> frozenset[int]:
+    """The user's groups from the group database. Needed besides /proc: the units'
+    ProtectProc=invisible hides other users' processes from the daemon."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+        return frozenset(os.getgrouplist(name, gid))
+    except (KeyError, OSError):
+        return frozenset()
 
 
 def supplementary_groups(pid: int, proc: Path = Path("/proc")) -> frozenset[int]:

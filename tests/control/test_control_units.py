@@ -302,3 +302,17 @@ def test_the_control_journal_keeps_the_latest_actions_in_a_bounded_ring(
     assert [e["args"]["target"] for e in recent] == ["f9", "f10", "f11"]
     assert [e["seq"] for e in recent] == [10, 11, 12]
     assert recent[0]["uid"] == 1000 and recent[0]["result"] == "ok"
+
+
+def test_group_membership_also_comes_from_the_group_database() -> None:
+    """With ProtectProc=invisible the daemon cannot read an operator's /proc entry."""
+    import grp
+    import os
+    import pwd
+
+    from cmamd.control.peer import groups_of_user
+
+    me = pwd.getpwuid(os.getuid())
+    expected = {g.gr_gid for g in grp.getgrall() if me.pw_name in g.gr_mem} | {me.pw_gid}
+    assert groups_of_user(me.pw_uid, me.pw_gid) == expected
+    assert groups_of_user(2**31 - 7, 12345) == frozenset(), "an unknown uid has no groups"
