@@ -158,7 +158,9 @@ class OperatorHub:
         return dest.target.dest.mode
 
     def apply_destinations(self) -> None:
-        if self.daemon.replicator is not None:
+        """Hand the replicator the targets with the overrides as they now are. Before the
+        daemon is started it does that itself (from the same store) once accounts are up."""
+        if self.daemon.replicator is not None and self.daemon.started.is_set():
             self.daemon.replicator.set_destinations(self.destinations())
 
     async def restart_account(self, account: AccountConfig) -> None:

@@ -493,3 +493,30 @@ async def test_a_daemon_process_serves_ctl_in_its_runtime_directory(
     assert (action["action"], action["result"], action["peer_uid"]) == ("pause", "ok", os.getuid())
     code, _, err = await run_ctl("status")
     assert code == 3 and "not running" in err
+
+
+async def test_a_pause_given_while_the_daemon_starts_holds_once_it_is_up(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+) -> None:
+    config = operated(
+        make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")]
+    )
+    sim.delay_responses(1.0)  # accounts come up slowly
+    daemon = daemons(config)
+    starting = asyncio.create_task(daemon.start())
+    await eventually(lambda: (socket_dir / "control.sock").exists(), 10, "control socket")
+    code, out, err = await ctl(socket_dir, "pause", "follower-hedged")
+    assert (code, out) == (0, "follower-hedged: paused\n"), err
+    assert daemon.daemon is not None and not daemon.daemon.started.is_set()
+    sim.delay_responses(0)
+    await starting
+    await master.market("EURUSD", Side.BUY, "0.10")
+    await daemon.settle()
+    assert copies(sim, ids["follower-hedged"], ids["master"]) == []
+    dest = destination(await status(socket_dir), "follower-hedged")
+    assert (dest["mode"], dest["mode_source"]) == ("close_only", "ctl pause")
