@@ -13,6 +13,7 @@ import yaml
 
 from cmamd.accounts.model import Side
 from cmamd.alerts import bus
+from cmamd.daemon import supervisor
 from cmamd.demo.master import MasterTrader
 from cmamd.replication.executor import CopyReport
 from cmamd.sim import SimServer
@@ -156,3 +157,40 @@ async def test_a_hanging_telegram_and_a_failing_webhook_do_not_delay_copies(
         stopping = time.monotonic()
         assert await daemon.stop() == 0
         assert time.monotonic() - stopping < 10, "a hanging sink does not hold the shutdown"
+
+
+async def test_an_equity_stop_is_alerted_once(
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: MakeConfig,
+    daemons: Daemons,
+    socket_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "STATUS_INTERVAL_S", 0.05)
+    monkeypatch.setattr(supervisor, "PNL_INTERVAL_S", 0.05)
+    with FakeHttp() as hook:
+        config = operated(
+            make_config,
+            socket_dir,
+            ["master", "follower-hedged"],
+            [
+                rule(
+                    "follower-hedged",
+                    volume={"mode": "multiplier", "value": 2},
+                    equity_stop={"below": 45_000},
+                )
+            ],
+            {"alerts": {"webhook": {"url": f"{hook.url}/hook"}, "causes": ["equity_stop"]}},
+        )
+        daemon = await started(daemons, config)
+        await master.market("EURUSD", Side.BUY, "1.00")
+        await daemon.settle()
+        sim.set_price("EURUSD", 1.03000, 1.03010)  # 2 lots lose 10,000 of the 50,000
+        await eventually(lambda: sim.broker.positions(ids["follower-hedged"]) == [], 10, "stop")
+        await eventually(lambda: len(hook.posts) == 1, 10, "equity stop alert")
+        assert await daemon.stop() == 0
+    ((_, body),) = hook.posts  # once, and daemon_stopping is not among the chosen causes
+    assert body["cause"] == "equity_stop"
+    assert body["details"]["follower"] == "follower-hedged" and "EQUITY STOP" in body["text"]
