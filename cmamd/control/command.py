@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from cmamd.control.client import ClientError, ControlClient
+from cmamd.control.client import EXIT_NO_PERMISSION, ClientError, ControlClient
 from cmamd.control.status import render
 
 DEFAULT_SOCKET = Path("/run/cmamd/control.sock")
@@ -176,7 +176,7 @@ def run(
         return exc.exit_code
     if not reply.ok:
         print(f"cmamd ctl {action}: {reply.message} [{reply.code}]", file=stderr)
-        return 1
+        return EXIT_NO_PERMISSION if reply.code == "permission_denied" else 1
     as_json = args.json or getattr(args, "json_status", False)
     stdout.write(
         json.dumps(reply.result, indent=2) + "\n" if as_json else describe(action, reply.result)

@@ -167,3 +167,25 @@ async def test_an_oversized_line_is_refused_and_the_connection_closed(path: Path
         writer.close()
     finally:
         await server.stop()
+
+
+async def test_ctl_exits_77_when_the_daemon_refuses_the_peer(path: Path) -> None:
+    import io
+
+    from cmamd.cli import build_parser
+    from cmamd.control import command
+
+    def stranger(sock: socket.socket) -> Peer:
+        real = peer_of(sock)
+        return Peer(real.pid, uid=real.uid + 4242, gid=real.gid + 4242)
+
+    server = ControlServer(path, own_policy(), echo, peer_reader=stranger)
+    await server.start()
+    try:
+        args = build_parser("ctl").parse_args(["ctl", "--socket", str(path), "status"])
+        err = io.StringIO()
+        code = await asyncio.to_thread(command.run, args, {}, io.StringIO(), io.StringIO(), err)
+    finally:
+        await server.stop()
+    assert code == EXIT_NO_PERMISSION
+    assert "[permission_denied]" in err.getvalue()
