@@ -74,6 +74,7 @@ class OperatorHub:
         if config.control.enabled:
             await self._start_control(config)
         if config.metrics is not None:
+            # imported only when configured: prometheus_client is of no use otherwise
             from cmamd.metrics import MetricsServer
 
             try:

@@ -3,9 +3,8 @@
 The kernel tells (SO_PEERCRED): pid, uid, gid of the connecting process at connect time,
 which a client cannot forge. Allowed: root, the daemon's own user, and members of the
 group named in the YAML (the peer process's primary or supplementary group, or the
-user's membership in the group database). The file
-mode (0660) is the first fence; this check is the one that holds even when a directory
-or umask is looser than intended.
+user's membership in the group database). The file mode (0660) is the first fence; this
+check is the one that holds even when a directory or umask is looser than intended.
 """
 
 from __future__ import annotations
