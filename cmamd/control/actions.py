@@ -214,8 +214,18 @@ async def _reconcile(hub: OperatorHub, args: dict[str, Any]) -> Any:
         sessions = [_ready_session(hub, name)]
     else:
         sessions = [s for s in hub.daemon.sessions.values() if s.ready.is_set()]
-    await asyncio.gather(*(s.resync() for s in sessions))
-    return {"reconciled": sorted(s.name for s in sessions)}
+    outcomes = await asyncio.gather(*(s.resync() for s in sessions), return_exceptions=True)
+    failed = {
+        s.name: str(outcome) or type(outcome).__name__
+        for s, outcome in zip(sessions, outcomes, strict=True)
+        if isinstance(outcome, Exception)
+    }
+    if name is not None and failed:
+        raise ControlError(ErrorCode.NOT_READY, f"reconcile of {name} failed: {failed[name]}")
+    return {
+        "reconciled": sorted(s.name for s in sessions if s.name not in failed),
+        "failed": failed,
+    }
 
 
 async def _retry(hub: OperatorHub, args: dict[str, Any]) -> Any:

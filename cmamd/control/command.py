@@ -189,6 +189,8 @@ def _partial_failure(action: str, result: Any) -> bool:
         return any(r.get("outcome") != "done" for r in result.get("results", []))
     if action == "flatten":
         return bool(result.get("failed") or result.get("left") or result.get("not_ready"))
+    if action == "reconcile":
+        return bool(result.get("failed"))
     return False
 
 
@@ -212,7 +214,9 @@ def describe(action: str, result: Any) -> str:
         lines += [f"  NOT READY {name}: closes follow once it is" for name in result["not_ready"]]
         return "\n".join(lines) + "\n"
     if action == "reconcile":
-        return f"reconciled: {', '.join(result['reconciled']) or 'no ready account'}\n"
+        lines = [f"reconciled: {', '.join(result['reconciled']) or 'no ready account'}"]
+        lines += [f"  FAILED {name}: {error}" for name, error in result["failed"].items()]
+        return "\n".join(lines) + "\n"
     if action == "retry":
         state = "ready" if result["ready"] else f"{result['state']} ({result['error']})"
         return f"{result['account']}: {state}\n"

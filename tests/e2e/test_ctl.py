@@ -186,7 +186,7 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
         socket_dir,
         ["master", "follower-hedged"],
         [rule("follower-hedged")],
-        api={"max_rps": 2},
+        api={"max_rps": 4, "request_timeout_s": 10},  # waits for the budget, never times out
     )
     daemon = await started(daemons, config)
     for symbol in ("EURUSD", "GBPUSD", "USDJPY"):
@@ -195,24 +195,29 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
     held = {p.position_id for p in copies(sim, hedged, ids["master"])}
     assert len(held) == 3
 
-    # two more master trades: their copies wait for the spent rate budget
+    # two more master trades whose copies must wait: two reconciles of both accounts
+    # (QUERY, ahead of opens) spend the 4-per-second budget first
+    assert daemon.daemon is not None and daemon.daemon.store is not None
+    store = daemon.daemon.store
+    before = len(sim.record)
+    reconciling = [asyncio.create_task(ctl(socket_dir, "reconcile")) for _ in range(2)]
     for symbol in ("EURUSD", "GBPUSD"):
         await master.market(symbol, Side.SELL, "0.10")
 
-    async def opens_waiting() -> bool:
-        doc = await status(socket_dir)
-        return bool(doc["connections"][0]["rate_waiting"] >= 2)
+    def opens_queued() -> bool:
+        sent = [
+            r
+            for r in sim.record[before:]
+            if r.name == NEW_ORDER and r.message.ctidTraderAccountId == hedged
+        ]
+        return len(store.open_intents()) == 2 and not sent
 
-    for _ in range(200):
-        if await opens_waiting():
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the copies' opens never waited for the rate budget")
+    await eventually(opens_queued, 10, "two copies' opens journaled and waiting for the budget")
     mark = len(sim.record)
     code, out, err = await ctl(socket_dir, "flatten", "--all", "--yes")
     assert code == 0, err + out
     assert "flattened and frozen: main:follower-hedged" in out
+    await asyncio.gather(*reconciling)  # they only spent the budget
 
     sent = [
         r
@@ -229,7 +234,12 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
     await daemon.settle()
     assert await daemon.stop() == 0
 
-    again = await started(daemons, config)
+    # the same destinations with the full budget (a quicker start)
+    full_budget = operated(
+        make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")],
+        name="full.yaml",
+    )  # fmt: skip
+    again = await started(daemons, full_budget)
     await again.settle()
     dest = destination(await status(socket_dir), "follower-hedged")
     assert (dest["mode"], dest["mode_source"]) == ("frozen", "ctl flatten")
