@@ -23,6 +23,7 @@ from cmamd.accounts.model import AccountState, Side
 from cmamd.accounts.session import AccountSession
 from cmamd.config.operating import AccountGroup, lots_for
 from cmamd.config.rules import SymbolRule, VolumeRule
+from cmamd.connection.errors import RequestNotSent
 from cmamd.connection.ratelimit import Priority
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
@@ -230,7 +231,7 @@ async def send_close(session: AccountSession, close: PlannedClose) -> dict[str, 
 async def _trade(
     session: AccountSession, request: Any, priority: Priority, ends: set[Any]
 ) -> tuple[str, str, int | None]:
-    """(done | rejected | unknown, detail, position id). Never resent: an unknown outcome
+    """(done | rejected | unknown | not_sent, detail, position id). Never resent: an unknown outcome
     is reported as such (``ctl status`` / ``ctl reconcile`` then show what happened)."""
     try:
         reply = await session.connection.request(
@@ -240,6 +241,8 @@ async def _trade(
         return "unknown", str(exc) or "no answer", None
     except OpenApiError as exc:
         return "rejected", exc.code, None
+    except RequestNotSent as exc:  # never left the process: nothing happened at the broker
+        return "not_sent", str(exc) or type(exc).__name__, None
     if not isinstance(reply, pb.ProtoOAExecutionEvent) or not reply.HasField("order"):
         return "done", "", None
     position_id = reply.order.positionId or None

@@ -316,3 +316,34 @@ def test_group_membership_also_comes_from_the_group_database() -> None:
     expected = {g.gr_gid for g in grp.getgrall() if me.pw_name in g.gr_mem} | {me.pw_gid}
     assert groups_of_user(me.pw_uid, me.pw_gid) == expected
     assert groups_of_user(2**31 - 7, 12345) == frozenset(), "an unknown uid has no groups"
+
+
+@pytest.mark.parametrize(
+    ("raised", "outcome"),
+    [
+        ("send_timeout", "not_sent"),
+        ("closed", "not_sent"),
+        ("unknown", "unknown"),
+        ("refused", "rejected"),
+    ],
+)
+async def test_a_manual_order_reports_each_fault_for_its_account(raised: str, outcome: str) -> None:
+    from types import SimpleNamespace
+
+    from cmamd.connection.errors import ConnectionClosedError, SendTimeout
+    from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
+
+    errors = {
+        "send_timeout": SendTimeout("not sent within 2 s"),
+        "closed": ConnectionClosedError("link closed"),
+        "unknown": OutcomeUnknown("no answer"),
+        "refused": OpenApiError("NOT_ENOUGH_MONEY", "no money"),
+    }
+
+    async def request(*args: Any, **kw: Any) -> Any:
+        raise errors[raised]
+
+    session = SimpleNamespace(connection=SimpleNamespace(request=request), account_id=1)
+    order = manual.PlannedOrder("a", 1, "EURUSD", 1, 100_000, "0.01")
+    result = await manual.send_order(session, order, Side.BUY, "ctl:x:1", "ctl-1-1")  # type: ignore[arg-type]
+    assert result["outcome"] == outcome and result["detail"]
