@@ -223,3 +223,39 @@ def lots_for(sizing: str, volume: VolumeRule, lots: Decimal) -> Decimal:
     if volume.mode is VolumeMode.FIXED_LOTS:
         return volume.value
     return lots * volume.value
+
+
+def summary_lines(config: Config) -> list[str]:
+    """check-config's lines for the operator sections (never a secret, only its source)."""
+    control = config.control
+    if control.enabled:
+        where = str(control.socket) if control.socket else "$RUNTIME_DIRECTORY or state dir"
+        who = (
+            f"root, the daemon's user, group {control.group}"
+            if control.group
+            else ("root and the daemon's user")
+        )
+        lines = [f"control: socket {where}; {who}"]
+    else:
+        lines = ["control: off"]
+    for group in config.groups:
+        members = ", ".join(m.account for m in group.members)
+        lines.append(f"group {group.name} ({group.sizing}): {members}")
+    alerts = config.alerts
+    sinks = [
+        name
+        for name, sink in (
+            ("telegram", alerts.telegram),
+            ("webhook", alerts.webhook),
+            ("command", alerts.command),
+        )
+        if sink is not None
+    ]
+    lines.append(
+        f"alerts: {', '.join(sinks)}; at most one per cause and account per "
+        f"{alerts.repeat_after_s:g} s"
+        if sinks
+        else "alerts: logged only (no sink)"
+    )
+    lines.append(f"metrics: {config.metrics.listen}" if config.metrics else "metrics: off")
+    return lines

@@ -347,3 +347,31 @@ async def test_a_manual_order_reports_each_fault_for_its_account(raised: str, ou
     order = manual.PlannedOrder("a", 1, "EURUSD", 1, 100_000, "0.01")
     result = await manual.send_order(session, order, Side.BUY, "ctl:x:1", "ctl-1-1")  # type: ignore[arg-type]
     assert result["outcome"] == outcome and result["detail"]
+
+
+def test_check_config_summarises_the_operator_sections_without_secrets() -> None:
+    from cmamd.config.check import summary
+
+    plain = summary(Config.model_validate(_config()))
+    assert "control: socket $RUNTIME_DIRECTORY or state dir; root and the daemon's user" in plain
+    assert "alerts: logged only (no sink)" in plain and "metrics: off" in plain
+    full = summary(
+        Config.model_validate(
+            _config(
+                control={"socket": "/run/x/c.sock", "group": "ops"},
+                groups=[
+                    {
+                        "name": "desk",
+                        "sizing": "per_account",
+                        "members": [{"account": "a"}, {"account": "b"}],
+                    }
+                ],
+                alerts={"telegram": {"chat_id": "1", "token": "123:TOKEN"}, "repeat_after_s": 60},
+                metrics={"listen": "127.0.0.1:9464"},
+            )
+        )
+    )
+    assert "control: socket /run/x/c.sock; root, the daemon's user, group ops" in full
+    assert "group desk (per_account): a, b" in full
+    assert "alerts: telegram; at most one per cause and account per 60 s" in full
+    assert "metrics: 127.0.0.1:9464" in full and "TOKEN" not in full
