@@ -69,7 +69,9 @@ def status_of(hub: OperatorHub) -> dict[str, Any]:
                 "ready": ready,
                 "reason": None if ready else _reason(account.enabled, session),
                 "balance": str(trader.balance) if trader is not None else None,
-                "equity": str(state.equity) if state is not None and state.equity else None,
+                "equity": str(state.equity)
+                if state is not None and state.equity is not None
+                else None,
                 "positions": len(state.positions) if state is not None else 0,
                 "orders": len(state.orders) if state is not None else 0,
                 "open_copies": copies,
