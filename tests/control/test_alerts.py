@@ -197,3 +197,44 @@ async def test_the_bus_reaches_the_running_hub_and_only_logs_without_one() -> No
         bus.set_receiver(None)
     bus.emit("foreign_copier", "after stop")
     assert got == [("foreign_copier", "positions labelled by another copier", {"account": "f1"})]
+
+
+async def test_a_failed_account_is_alerted_once_as_failed_or_needing_a_token(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from cmamd.config.models import Config
+    from cmamd.control.hub import OperatorHub
+    from cmamd.state.store import StateStore
+
+    config = Config.model_validate(
+        {
+            "api": {"client_id": "id", "client_secret": "s3cret-value"},
+            "state_dir": str(tmp_path),
+            "accounts": [{"name": "f1", "account_id": 1, "live": False}],
+        }
+    )
+    sessions = {
+        "f1": SimpleNamespace(status="ready", error=None),
+        "f2": SimpleNamespace(status="starting", error=None),
+    }
+    with StateStore.open(tmp_path) as store:
+        daemon = SimpleNamespace(store=store, config=config, sessions=sessions)
+        hub = OperatorHub(daemon, {})  # type: ignore[arg-type]
+        sink = FakeSink("ok")
+        hub.alerts = AlertDispatcher(AlertsConfig(repeat_after_s=0), sinks=[sink])
+        hub.alerts.start()
+        hub._check_accounts()
+        sessions["f1"].status, sessions["f1"].error = (
+            "failed",
+            "CH_ACCESS_TOKEN_INVALID: token expired",
+        )
+        sessions["f2"].status, sessions["f2"].error = "failed", "trader account is archived"
+        hub._check_accounts()
+        hub._check_accounts()  # still failed: no second alert
+        await hub.alerts.stop()
+    assert [(a["cause"], a["details"]["account"]) for a in sink.got] == [
+        ("account_reauth", "f1"),
+        ("account_failed", "f2"),
+    ]
