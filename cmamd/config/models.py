@@ -278,7 +278,7 @@ class Config(Section):
 
     def warnings(self) -> list[tuple[Loc, str]]:
         """Legal but probably unintended or unsafe settings, for check-config and reloads."""
-        return crosscheck.warnings(self)
+        return crosscheck.warnings(self) + operating.warnings(self)
 
     def secret_values(self) -> list[str]:
         """Every secret held, for log redaction; never print these."""

@@ -25,7 +25,12 @@ from pydantic import (
 
 from cmamd.config.problems import Loc, LocatedProblems
 from cmamd.config.rules import SymbolRule, VolumeMode, VolumeRule
-from cmamd.config.secrets import anchor_path, check_credential_name, resolve_secret
+from cmamd.config.secrets import (
+    anchor_path,
+    check_credential_name,
+    loose_permissions,
+    resolve_secret,
+)
 
 if TYPE_CHECKING:
     from cmamd.config.models import Config
@@ -259,3 +264,17 @@ def summary_lines(config: Config) -> list[str]:
     )
     lines.append(f"metrics: {config.metrics.listen}" if config.metrics else "metrics: off")
     return lines
+
+
+def warnings(config: Config) -> list[tuple[Loc, str]]:
+    """The bot token is a secret like the client secret: the same advice."""
+    telegram = config.alerts.telegram
+    if telegram is None:
+        return []
+    loc: Loc = ("alerts", "telegram")
+    found: list[tuple[Loc, str]] = []
+    if telegram.token is not None:
+        found.append(((*loc, "token"), "inline secret: prefer token_credential or token_file"))
+    if telegram.token_file is not None and (loose := loose_permissions(telegram.token_file)):
+        found.append(((*loc, "token_file"), loose))
+    return found

@@ -375,3 +375,20 @@ def test_check_config_summarises_the_operator_sections_without_secrets() -> None
     assert "group desk (per_account): a, b" in full
     assert "alerts: telegram; at most one per cause and account per 60 s" in full
     assert "metrics: 127.0.0.1:9464" in full and "TOKEN" not in full
+
+
+def test_an_inline_or_readable_bot_token_is_warned_about(tmp_path: Path) -> None:
+    inline = Config.model_validate(_config(alerts={"telegram": {"chat_id": "1", "token": "1:T"}}))
+    assert (
+        ("alerts", "telegram", "token"),
+        "inline secret: prefer token_credential or token_file",
+    ) in inline.warnings()
+    token = tmp_path / "bot"
+    token.write_text("1:T\n")
+    token.chmod(0o644)
+    loose = Config.model_validate(
+        _config(alerts={"telegram": {"chat_id": "1", "token_file": str(token)}})
+    )
+    assert any(loc == ("alerts", "telegram", "token_file") for loc, _ in loose.warnings())
+    token.chmod(0o600)
+    assert not any(loc[0] == "alerts" for loc, _ in loose.warnings())
