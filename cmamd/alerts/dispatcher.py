@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,23 +32,35 @@ STOP_FLUSH_S = 3.0  # on shutdown, how long the sinks may take to send what is q
 
 @dataclass
 class RateGate:
-    """Per (cause, subject): let one through per ``interval_s``, count the rest."""
+    """Per (cause, subject): one per ``interval_s``; per cause: at most ``per_cause`` per
+    ``interval_s`` whatever the subjects (a broker refusing every copy must not send one
+    message per trade). What is held back is counted into the next one let through."""
 
     interval_s: float
     clock: Callable[[], float] = time.monotonic
+    per_cause: int = 10
     _last: dict[tuple[str, str], float] = field(default_factory=dict)
     _held: dict[tuple[str, str], int] = field(default_factory=dict)
+    _sent: dict[str, deque[float]] = field(default_factory=dict)
+    _held_cause: dict[str, int] = field(default_factory=dict)
 
     def admit(self, cause: str, subject: str) -> tuple[bool, int]:
-        """(send it?, repeats suppressed since the last one sent)."""
+        """(send it?, alerts held back since the last one sent for this cause/subject)."""
         key = (cause, subject)
         now = self.clock()
         last = self._last.get(key)
         if last is not None and now - last < self.interval_s:
             self._held[key] = self._held.get(key, 0) + 1
             return False, 0
+        sent = self._sent.setdefault(cause, deque())
+        while sent and now - sent[0] >= self.interval_s:
+            sent.popleft()
+        if self.interval_s > 0 and len(sent) >= self.per_cause:
+            self._held_cause[cause] = self._held_cause.get(cause, 0) + 1
+            return False, 0
+        sent.append(now)
         self._last[key] = now
-        return True, self._held.pop(key, 0)
+        return True, self._held.pop(key, 0) + self._held_cause.pop(cause, 0)
 
 
 def subject_of(details: dict[str, Any]) -> str:

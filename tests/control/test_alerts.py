@@ -238,3 +238,13 @@ async def test_a_failed_account_is_alerted_once_as_failed_or_needing_a_token(
         ("account_reauth", "f1"),
         ("account_failed", "f2"),
     ]
+
+
+def test_the_rate_gate_caps_each_cause_whatever_the_subjects() -> None:
+    now = [0.0]
+    gate = RateGate(60, lambda: now[0], per_cause=3)
+    admitted = [gate.admit("copy_refused", f"f1:p{n}")[0] for n in range(5)]
+    assert admitted == [True, True, True, False, False]
+    assert gate.admit("equity_stop", "f1") == (True, 0), "other causes are not held back"
+    now[0] = 61
+    assert gate.admit("copy_refused", "f1:p9") == (True, 2), "the two held back are counted"
