@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 FLATTEN_WAIT_S = 30.0  # how long ``flatten`` waits for the closes before it reports
 RETRYABLE_STATES = frozenset({"failed", "stopped", "new"})
+REDUCING_ACTIONS = frozenset({"ClosePosition", "CancelPendingOrder"})
 
 
 async def run(hub: OperatorHub, request: Request) -> Any:
@@ -170,7 +171,15 @@ async def _flatten(hub: OperatorHub, args: dict[str, Any]) -> Any:
     return {
         "destinations": [f"{d.target.rule}:{d.follower}" for d in chosen],
         "closed": [
-            {"follower": r.follower, "action": r.summary} for r in reports if r.outcome == "done"
+            {"follower": r.follower, "action": r.summary}
+            for r in reports
+            if r.outcome == "done" and r.action in REDUCING_ACTIONS
+        ],
+        # an open already on its way when the flatten came (it is closed again at once)
+        "opened": [
+            {"follower": r.follower, "action": r.summary}
+            for r in reports
+            if r.outcome == "done" and r.action not in REDUCING_ACTIONS
         ],
         "failed": [
             {"follower": r.follower, "action": r.summary, "outcome": r.outcome, "code": r.detail}

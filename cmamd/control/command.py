@@ -207,6 +207,10 @@ def describe(action: str, result: Any) -> str:
         lines = [f"flattened and frozen: {', '.join(result['destinations'])}"]
         lines += [f"  closed  {c['follower']}: {c['action']}" for c in result["closed"]]
         lines += [
+            f"  opened  {o['follower']}: {o['action']} (was on its way; closed again)"
+            for o in result.get("opened", [])
+        ]
+        lines += [
             f"  FAILED  {f['follower']}: {f['action']} ({f['outcome']} {f['code']})"
             for f in result["failed"]
         ]

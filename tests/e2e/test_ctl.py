@@ -217,6 +217,7 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
     code, out, err = await ctl(socket_dir, "flatten", "--all", "--yes")
     assert code == 0, err + out
     assert "flattened and frozen: main:follower-hedged" in out
+    assert out.count("  closed  follower-hedged: close 0.10 lots") >= 3
     await asyncio.gather(*reconciling)  # they only spent the budget
 
     sent = [
