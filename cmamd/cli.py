@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "auth": ("cmamd.onboarding.auth", "grant cmamd access to cTrader accounts (OAuth)"),
     "accounts": ("cmamd.onboarding.accounts", "list the configured accounts and their tokens"),
     "demo": ("cmamd.demo", "run a scripted copy session against the embedded simulator"),
+    "ctl": ("cmamd.control.command", "operate a running daemon: status, pause, flatten, orders"),
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from cmamd.config import operating
 from cmamd.config.loader import load_config_report
 from cmamd.config.models import AccountConfig, ApiConfig, Config
 from cmamd.config.problems import ConfigError, ConfigUnreadable
@@ -109,6 +110,7 @@ def summary(config: Config) -> str:
             )
     lines.append(f"copy rules ({len(config.copy_rules)}):")
     lines += [line for rule in config.copy_rules for line in _rule_lines(rule)]
+    lines += operating.summary_lines(config)
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from cmamd.config import crosscheck
+from cmamd.config import crosscheck, operating
 from cmamd.config.problems import Loc, LocatedProblems
 from cmamd.config.rules import CopyRule
 from cmamd.config.secrets import LoadContext, anchor_path, check_credential_name, resolve_secret
@@ -260,6 +260,10 @@ class Config(Section):
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
     accounts: Annotated[list[AccountConfig], Field(min_length=1)]
     copy_rules: list[CopyRule] = Field(default_factory=list, alias="copy")
+    control: operating.ControlConfig = Field(default_factory=operating.ControlConfig)
+    groups: list[operating.AccountGroup] = Field(default_factory=list)
+    alerts: operating.AlertsConfig = Field(default_factory=operating.AlertsConfig)
+    metrics: operating.MetricsConfig | None = None  # off unless configured
 
     @model_validator(mode="before")
     @classmethod
@@ -272,7 +276,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
-        problems = crosscheck.problems(self)
+        problems = crosscheck.problems(self) + operating.problems(self)
         if problems:
             raise LocatedProblems(problems)
         return self
@@ -289,11 +293,13 @@ class Config(Section):
 
     def warnings(self) -> list[tuple[Loc, str]]:
         """Legal but probably unintended or unsafe settings, for check-config and reloads."""
-        return crosscheck.warnings(self)
+        return crosscheck.warnings(self) + operating.warnings(self)
 
     def secret_values(self) -> list[str]:
         """Every secret held, for log redaction; never print these."""
         values: list[SecretStr | None] = [self.api.resolved_client_secret]
         for account in self.accounts:
             values += [account.initial_access_token, account.initial_refresh_token]
+        if self.alerts.telegram is not None:
+            values.append(self.alerts.telegram.resolved_token)
         return [value.get_secret_value() for value in values if value is not None]

@@ -15,6 +15,7 @@ shutdown   STOPPING=1 -> stop taking master events -> drain the queue (bounded) 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ from cmamd.config.diff import diff_configs
 from cmamd.config.loader import ConfigError, load_config
 from cmamd.config.models import AccountConfig, Config
 from cmamd.config.rules import VolumeMode
+from cmamd.control.hub import OperatorHub
 from cmamd.daemon import dest_marks, reload_status
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
@@ -66,6 +68,7 @@ class Daemon:
         self.store: StateStore | None = None
         self.pool: ConnectionPool | None = None
         self.replicator: Replicator | None = None
+        self.hub: OperatorHub | None = None  # control socket, overrides, alerts, metrics
         self.sessions: dict[str, AccountSession] = {}
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._stopping = False
@@ -116,8 +119,10 @@ class Daemon:
         log.info("starting", accounts=len(config.enabled_accounts), rules=len(config.copy_rules))
         self.pool = ConnectionPool(config.api)
         self.tokens = TokenKeeper(self.store)
-        self.replicator = Replicator(self.store, self.sessions, on_report=self._on_report)
+        self.hub = OperatorHub(self, self._environ)
+        self.replicator = Replicator(self.store, self.sessions, on_report=self._report)
         self.replicator.start()
+        await self.hub.start()
         await self._start_accounts(config, config.enabled_accounts)
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self._destinations(config))
@@ -197,16 +202,21 @@ class Daemon:
                     continue
                 dest_id = _dest_id(config, rule.name, rule.source, dest.account)
                 now_ms = int(time.time() * 1000)
-                started = dest_marks.copying_since_ms(self.store, dest_id, dest, now_ms)
                 stopped = dest_marks.equity_stop_latched(self.store, dest_id, dest)
                 target = CopyTarget(
                     rule=rule.name,
                     dest=dest,
                     master_account_id=master.account_id,
                     follower_account_id=follower.account_id,
-                    started_ms=int(started),
+                    started_ms=0,
                     liquidate=stopped,
                 )
+                if self.hub is not None:
+                    target = self.hub.apply(target, dest_id)
+                # from the effective mode (YAML or ctl): a return from frozen, whoever set
+                # it, moves the start, so what the master did meanwhile is "existing"
+                started = dest_marks.copying_since_ms(self.store, dest_id, target.dest, now_ms)
+                target = dataclasses.replace(target, started_ms=started)
                 result.append(Destination(dest_id, target, master.name, follower.name))
         return result
 
@@ -346,6 +356,13 @@ class Daemon:
                     equity=str(equity),
                     threshold=str(dest.equity_stop.below),
                 )
+                if self.hub is not None:
+                    self.hub.alert(
+                        "equity_stop",
+                        f"EQUITY STOP on {dest.account} ({rule.name}): equity {equity} "
+                        f"below {dest.equity_stop.below}; copies closed, destination frozen",
+                        {"rule": rule.name, "follower": dest.account, "equity": str(equity)},
+                    )
                 tripped = True
         if tripped:
             self.replicator.set_destinations(self._destinations(self.config))
@@ -361,6 +378,12 @@ class Daemon:
         entries = self.store.prune_journal(cutoff_ms)
         if links or entries:
             log.info("state pruned", closed_links=links, journal_entries=entries, days=HISTORY_DAYS)
+
+    def _report(self, report: CopyReport) -> None:
+        if self.hub is not None:
+            self.hub.on_report(report)
+        if self._on_report is not None:
+            self._on_report(report)
 
     def _counts(self) -> dict[str, int]:
         ready = sum(1 for s in self.sessions.values() if s.ready.is_set())
@@ -406,6 +429,8 @@ class Daemon:
     async def _shutdown(self) -> None:
         self._stopping = True
         self.notifier.stopping()
+        if self.hub is not None:
+            await self.hub.stopping()
         timeout = self.config.shutdown_timeout_s if self.config else 10.0
         if self.replicator is not None:
             self.replicator.stop_intake()
@@ -420,6 +445,8 @@ class Daemon:
         await asyncio.gather(*self._starting, return_exceptions=True)
         for name in list(self.sessions):
             await self._stop_account(name, logout=False)
+        if self.hub is not None:
+            await self.hub.stop()
         if self.pool is not None:
             await self.pool.close()
         if self.store is not None:

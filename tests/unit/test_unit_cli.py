@@ -62,6 +62,7 @@ OWN_OPTION = {
     "demo": "--state-dir",
     "auth": "--scope",
     "accounts": "--remote",
+    "ctl": "--socket",
 }
 
 
