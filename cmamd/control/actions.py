@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from cmamd.control.hub import OperatorHub
 
 FLATTEN_WAIT_S = 30.0  # how long ``flatten`` waits for the closes before it reports
-RETRYABLE_STATES = frozenset({"failed", "stopped", "new"})
+RETRYABLE_STATES = frozenset({"failed", "needs re-authorisation", "stopped", "new"})
 REDUCING_ACTIONS = frozenset({"ClosePosition", "CancelPendingOrder"})
 
 

@@ -224,10 +224,14 @@ class OperatorHub:
             status = session.status
             before = self._seen_status.get(name)
             self._seen_status[name] = status
-            if status == before or status != "failed" or name in self._restarting:
+            if status == before or name in self._restarting:
+                continue
+            if status not in ("failed", "needs re-authorisation"):
                 continue
             error = str(session.error or "")
-            token = any(w in error.lower() for w in ("token", "unauthori", "not authori"))
+            token = status == "needs re-authorisation" or any(
+                w in error.lower() for w in ("token", "unauthori", "not authori")
+            )
             if token:
                 self.alert(
                     "account_reauth",
