@@ -357,7 +357,8 @@ class Daemon:
             return
         self._last_housekeeping = now
         cutoff_ms = int((time.time() - HISTORY_DAYS * 86400) * 1000)
-        links = self.store.delete_closed_links(cutoff_ms)
+        # only settled links whose master item is gone: the rest still guard against reopening
+        links = self.replicator.prune_settled(cutoff_ms) if self.replicator else 0
         entries = self.store.prune_journal(cutoff_ms)
         if links or entries:
             log.info("state pruned", closed_links=links, journal_entries=entries, days=HISTORY_DAYS)

@@ -36,6 +36,7 @@ from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.planner import CopyTarget, keys_for, origins_for, plan_key
 from cmamd.replication.queue import ReplicationQueue, WorkKey
+from cmamd.replication.settled import SettledItems
 from cmamd.state.store import StateStore
 
 log = get_logger("cmamd.replication")
@@ -110,6 +111,8 @@ class Replicator:
         self._tasks: list[asyncio.Task[None]] = []
         # Write-through caches of the store, so planning reads no disk.
         self._links: dict[str, dict[str, Link]] = {}
+        # Finished items (closed, skipped, rejected): never decided again (settled.py).
+        self._settled = SettledItems()
         self._origins: dict[int, dict[str, str]] = {}
         # follower symbol ids with an open/placement in flight, per destination and key
         self._opening: dict[str, dict[str, int]] = {}
@@ -122,13 +125,19 @@ class Replicator:
         for gone in set(self._destinations) - set(new):
             self.queue.discard_destination(gone)
             self._links.pop(gone, None)
+            self._settled.drop_destination(gone)
         for dest in destinations:
             t = dest.target
             if dest.id not in self._links:
                 stored = self._store.links(
-                    rule=t.rule, master_id=t.master_account_id, follower_id=t.follower_account_id
+                    rule=t.rule,
+                    master_id=t.master_account_id,
+                    follower_id=t.follower_account_id,
+                    include_closed=True,
                 )
-                self._links[dest.id] = {d["key"]: Link.from_dict(d) for d in stored}
+                loaded = [Link.from_dict(d) for d in stored]
+                self._links[dest.id] = {link.key: link for link in loaded if link.active}
+                self._settled.load(dest.id, loaded)
             if t.master_account_id not in self._origins:
                 prefix = f"origin:{t.master_account_id}:"
                 self._origins[t.master_account_id] = {
@@ -262,6 +271,7 @@ class Replicator:
                 return  # both re-plan everything on their resync
             links = self._links[dest_id]
             link = links.get(key)
+            settled = link is None and (link := self._settled.get(dest_id, key)) is not None
             opening = self._opening.setdefault(dest_id, {})
             plan = plan_key(
                 dest.target,
@@ -274,6 +284,8 @@ class Replicator:
                 follower.quote_to_deposit,
                 busy_symbols=frozenset(v for k, v in opening.items() if k != key),
             )
+            if settled and plan.link is not None:
+                self._settled.forget(dest_id, key)  # decided anew (e.g. copies adopted)
             for note in plan.notes:
                 log.info(note, rule=dest.target.rule, follower=dest.follower, master_item=key)
             if not plan.intents:
@@ -414,10 +426,10 @@ class Replicator:
     def _forget_if_done(
         self, dest_id: str, key: str, link: Link | None, master: AccountSession
     ) -> None:
-        """Drop a finished item's link from memory (the store keeps it for the record).
+        """Move a finished item's link from the live links to the settled ones.
 
-        Without this the cache, and every plan's walk over it, grows with the history of
-        all trades ever copied.
+        Without this the live links, and every plan's walk over them, grow with the history
+        of all trades ever copied; the settled ones are only looked up by key.
         """
         if link is None or link.active:
             return
@@ -425,6 +437,28 @@ class Replicator:
         items = master.state.positions if key[0] == "p" else master.state.orders
         if item_id not in items:
             self._links.get(dest_id, {}).pop(key, None)
+            self._settled.remember(dest_id, link)
+
+    def prune_settled(self, cutoff_ms: int) -> int:
+        """Forget settled links older than ``cutoff_ms`` whose master item is gone."""
+
+        def master_has(dest_id: str, key: str) -> bool | None:
+            dest = self._destinations.get(dest_id)
+            master = self._sessions.get(dest.master) if dest is not None else None
+            if master is None or not master.ready.is_set():
+                return None
+            items = master.state.positions if key[0] == "p" else master.state.orders
+            return int(key[1:]) in items
+
+        expired = self._settled.expired(cutoff_ms, master_has)
+        if not expired:
+            return 0
+        self._store.delete_links(
+            [(x.rule, x.master_account_id, x.follower_account_id, x.key) for _, x in expired]
+        )
+        for dest_id, link in expired:
+            self._settled.forget(dest_id, link.key)
+        return len(expired)
 
     def _save_link(self, dest_id: str, link: Link) -> None:
         self._store.put_link(link.to_dict())

@@ -255,6 +255,16 @@ class StateStore:
             )
         return cursor.rowcount
 
+    def delete_links(self, identities: Sequence[tuple[str, int, int, str]]) -> int:
+        """Forget these links, each given as (rule, master id, follower id, key)."""
+        with self._transaction() as conn:
+            cursor = conn.executemany(
+                "DELETE FROM links WHERE rule = ? AND master_account_id = ? "
+                "AND follower_account_id = ? AND key = ?",
+                list(identities),
+            )
+        return cursor.rowcount
+
     # --- replication journal --------------------------------------------------------------
 
     def journal_intent(
