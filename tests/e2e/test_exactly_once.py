@@ -5,8 +5,11 @@ Each test reproduces one way a settled decision used to be taken again (issue 7,
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from cmamd.protocol.codec import Envelope
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
@@ -51,3 +54,65 @@ async def test_a_copy_closed_or_cancelled_on_the_follower_stays_closed_across_re
     assert new_orders(sim, follower, since=mark) == [], "a settled copy was made again"
     assert sim.broker.positions(follower) == [] and sim.broker.orders(follower) == []
     assert {p.position_id for p in sim.broker.positions(ids["master"])} == {position}
+
+
+RECONCILE = 2124
+
+
+async def test_c_events_arriving_while_a_reconcile_is_in_flight_are_not_overwritten(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
+) -> None:
+    follower = ids["follower-hedged"]
+    daemon = daemons(make_config(ACCOUNTS, RULES))
+    await daemon.start()
+    closing = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    await daemon.settle()
+    master = daemon.daemon.sessions["master"]
+    # The reply is computed when the request arrives and held back: what happens on the
+    # master meanwhile reaches the daemon first, as when events cross a reconcile reply.
+    sim.delay_responses(0.5, {RECONCILE})
+    mark = len(sim.record)
+    reconcile = asyncio.create_task(master.resync())
+    await eventually(
+        lambda: any(r.name == "ProtoOAReconcileReq" for r in sim.record[mark:]), 5, "asked"
+    )
+    opened = sim.place_market_order(ids["master"], "GBPUSD", "sell", 200_000)
+    sim.close_position(ids["master"], closing)
+    await reconcile
+    sim.delay_responses(0)
+    await daemon.settle()
+    assert set(master.state.positions) == {opened}, "the reconcile reply overwrote the events"
+    copies = sim.broker.positions(follower)
+    assert [(c.label, c.volume) for c in copies] == [(label(ids["master"], f"p{opened}"), 200_000)]
+
+
+async def test_d_a_replayed_open_event_of_a_closed_trade_opens_nothing(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
+) -> None:
+    follower = ids["follower-hedged"]
+    daemon = daemons(make_config(ACCOUNTS, RULES))
+    await daemon.start()
+    master = daemon.daemon.sessions["master"]
+    seen: list[Envelope] = []
+
+    def keep(envelope: Envelope) -> None:
+        message = envelope.message
+        if (
+            isinstance(message, pb.ProtoOAExecutionEvent)
+            and message.ctidTraderAccountId == (ids["master"])
+        ):
+            seen.append(envelope)
+
+    master.connection.add_listener(keep)
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    await daemon.settle()
+    sim.close_position(ids["master"], position)
+    await daemon.settle()
+    assert sim.broker.positions(follower) == []
+    mark = len(sim.record)
+    for envelope in seen[:2]:  # the open's events, delivered again (a replay)
+        master._on_envelope(envelope)
+    await daemon.settle()
+    assert position not in master.state.positions, "a stale event took the state back"
+    assert new_orders(sim, follower, since=mark) == []
+    assert sim.broker.positions(follower) == []
