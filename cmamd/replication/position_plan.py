@@ -360,15 +360,19 @@ def _follow_levels(
     assert link is not None
     if not inputs.dest.copy_sl_tp:
         return
-    if (master_position.stop_loss, master_position.take_profit) == (link.master_sl, link.master_tp):
+    mirrored = (master_position.stop_loss, master_position.take_profit)
+    if link.levels_confirmed and mirrored == (link.master_sl, link.master_tp):
         return
+    # the levels changed, or an amend was decided but never seen done (a crash before or
+    # after it left, a refusal): compare with the copies as the broker reports them
     _amend_levels(plan, inputs, master_position, copies)
 
 
 def _amend_levels(
     plan: PlanBuilder, inputs: KeyInputs, master_position: Position, copies: list[Position]
 ) -> None:
-    """Set the copies' levels to the master's (absolute), where they differ; record them."""
+    """Set the copies' levels to the master's (absolute), where they differ; record them,
+    confirmed once no copy differs any more."""
     stop, target = follower_levels(
         inputs.dest, master_position.stop_loss, master_position.take_profit
     )
@@ -387,4 +391,10 @@ def _amend_levels(
             )
     link = plan.link
     assert link is not None
-    plan.link = link.mirrored(master_position.stop_loss, master_position.take_profit, inputs.now_ms)
+    amended = any(isinstance(i, AmendPositionProtection) for i in plan.intents)
+    mirrored = link.mirrored(
+        master_position.stop_loss, master_position.take_profit, inputs.now_ms, not amended
+    )
+    # unchanged but for the time stamp: nothing to persist
+    if dataclasses.replace(mirrored, updated_ms=link.updated_ms) != link:
+        plan.link = mirrored

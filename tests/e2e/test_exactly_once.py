@@ -10,6 +10,8 @@ from typing import Any
 
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.proto import messages_pb2 as pb
+from cmamd.replication import requests
+from cmamd.replication.intents import AmendPositionProtection
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
@@ -116,3 +118,39 @@ async def test_d_a_replayed_open_event_of_a_closed_trade_opens_nothing(
     assert position not in master.state.positions, "a stale event took the state back"
     assert new_orders(sim, follower, since=mark) == []
     assert sim.broker.positions(follower) == []
+
+
+async def test_b_an_sl_tp_amend_that_never_left_is_sent_after_a_restart(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+) -> None:
+    follower = ids["follower-hedged"]
+    config = make_config(ACCOUNTS, RULES)
+    first = daemons(config)
+    await first.start()
+    sim.pause_prices()
+    position = sim.place_market_order(
+        ids["master"], "EURUSD", "buy", 100_000, relative_stop_loss=500, relative_take_profit=500
+    )
+    await first.settle()
+    build_request = requests.build_request
+
+    def dies_before_an_amend_leaves(intent: Any) -> Any:
+        if isinstance(intent, AmendPositionProtection):
+            raise RuntimeError("killed after the link was written, before the send")
+        return build_request(intent)
+
+    monkeypatch.setattr(requests, "build_request", dies_before_an_amend_leaves)
+    sim.amend_position_sltp(ids["master"], position, stop_loss=1.07, take_profit=1.09)
+    await eventually(
+        lambda: any(e.action == "AmendPositionProtection" for e in first.daemon.store.journal()),
+        5,
+        "amend decided",
+    )
+    await first.settle()
+    assert await first.stop() == 0
+    monkeypatch.setattr(requests, "build_request", build_request)
+    second = daemons(config)
+    await second.start()
+    await second.settle()
+    (copy,) = sim.broker.positions(follower)
+    assert (copy.stop_loss, copy.take_profit) == (1.07, 1.09)

@@ -416,3 +416,18 @@ def test_a_remainder_the_broker_could_not_keep_closes_the_whole_copy() -> None:
     # 0.10 stays; the 0.08 shortfall is below the minimum, so nothing is reopened
     final = replan_is_quiet(tgt, "p1", m, Broker(f), result)
     assert final is not None and final.status is LinkStatus.OPEN
+
+
+def test_levels_decided_but_never_seen_on_the_copy_are_amended_again() -> None:
+    tgt = target()
+    m = master(position(1, LOT, sl=1.09, tp=1.12))
+    f = follower(copy_of("p1", 50, LOT, sl=1.08, tp=1.13))  # the amend never arrived
+    link = open_link(follower_volume=LOT, master_sl=1.09, master_tp=1.12)
+    assert plan(tgt, "p1", m, f, link).intents == [], "a confirmed mirror is trusted"
+    unconfirmed = dataclasses.replace(link, levels_confirmed=False)
+    result = plan(tgt, "p1", m, f, unconfirmed)
+    assert result.intents == [AmendPositionProtection(F, "p1", 50, 1.09, 1.12)]
+    assert result.link is not None and not result.link.levels_confirmed
+    done = follower(copy_of("p1", 50, LOT, sl=1.09, tp=1.12))
+    seen = plan(tgt, "p1", m, done, result.link)
+    assert seen.intents == [] and seen.link is not None and seen.link.levels_confirmed
