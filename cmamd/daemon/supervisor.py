@@ -119,6 +119,7 @@ class Daemon:
         self.replicator = Replicator(self.store, self.sessions, on_report=self._on_report)
         self.replicator.start()
         await self._start_accounts(config, config.enabled_accounts)
+        await self.replicator.confirm_unfinished_opens(int(time.time() * 1000))
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self._destinations(config))
         self.notifier.ready()

@@ -24,7 +24,7 @@ from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.replication import requests
+from cmamd.replication import confirm, requests
 from cmamd.replication.intents import (
     ClosePosition,
     Intent,
@@ -187,6 +187,39 @@ class Replicator:
                     self.queue.push(
                         (dest.id, target.follower_account_id, key), at=change.received_at
                     )
+
+    async def confirm_unfinished_opens(self, now_ms: int) -> int:
+        """Before start-up planning: opens from before a crash that the broker's order history
+        shows executed get their link confirmed OPEN (confirm.py); returns how many."""
+        confirmed = 0
+        entries = confirm.unfinished_opens(self._store.open_intents())
+        by_id = {s.account_id: s for s in self._sessions.values() if s.ready.is_set()}
+        for follower_id in sorted({e.follower_id for e in entries} & set(by_id)):
+            mine = [e for e in entries if e.follower_id == follower_id]
+            since = min(e.created_ms for e in mine) - confirm.HISTORY_MARGIN_MS
+            try:
+                history = await confirm.orders_by_client_id(
+                    by_id[follower_id], since, now_ms + confirm.HISTORY_MARGIN_MS
+                )
+            except Exception as exc:
+                log.warning("order history not available", follower_id=follower_id, error=str(exc))
+                continue
+            for entry in mine:
+                order = history.get(entry.client_order_id or "")
+                if order is None or not confirm.reached_broker(entry.action, order):
+                    continue
+                for data in self._store.links(follower_id=follower_id):
+                    link = Link.from_dict(data)
+                    if link.key == entry.key and link.status is LinkStatus.OPENING:
+                        self._store.put_link(link.opened(now_ms).to_dict())
+                        confirmed += 1
+                        log.warning(
+                            "open from before a restart confirmed by the order history",
+                            follower_id=follower_id,
+                            master_item=entry.key,
+                            client_order_id=entry.client_order_id,
+                        )
+        return confirmed
 
     def settle_open_intents(self) -> int:
         """After a crash: intents sent (or about to be) whose outcome was never recorded.

@@ -6,6 +6,8 @@ Each test reproduces one way a settled decision used to be taken again (issue 7,
 from __future__ import annotations
 
 import asyncio
+import signal
+from pathlib import Path
 from typing import Any
 
 from cmamd.protocol.codec import Envelope
@@ -15,11 +17,12 @@ from cmamd.replication.intents import AmendPositionProtection
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
-from .kit import eventually
+from .kit import DaemonProcess, eventually
 
 RULES = [{"name": "r", "source": "master", "destinations": [{"account": "follower-hedged"}]}]
 ACCOUNTS = ["master", "follower-hedged"]
 NEW_ORDER = 2106
+READY = '"event": "ready"'
 
 
 def new_orders(sim: SimServer, account_id: int, since: int = 0) -> list[Any]:
@@ -154,3 +157,33 @@ async def test_b_an_sl_tp_amend_that_never_left_is_sent_after_a_restart(
     await second.settle()
     (copy,) = sim.broker.positions(follower)
     assert (copy.stop_loss, copy.take_profit) == (1.07, 1.09)
+
+
+async def test_an_open_confirmed_by_the_order_history_is_not_made_again_after_a_kill(
+    sim: SimServer, ids: dict[str, int], make_config: Any, tmp_path: Path
+) -> None:
+    """Killed after the copy filled, before hearing so; the copy is closed by hand while
+    the daemon is down: the link still says OPENING, the follower shows nothing, and only
+    the broker's order history tells that the copy existed."""
+    follower = ids["follower-hedged"]
+    daemon = DaemonProcess(make_config(ACCOUNTS, RULES), {}, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        await eventually(lambda: READY in daemon.log_text(), 15, "ready")
+        sim.swallow_next(1, {NEW_ORDER})
+        position = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+        await eventually(lambda: sim.broker.positions(follower), 10, "copy filled")
+        daemon.kill()
+        (copy,) = sim.broker.positions(follower)
+        sim.close_position(follower, copy.position_id)  # by hand, while the daemon is down
+        mark = len(sim.record)
+        daemon.start()
+        await eventually(lambda: daemon.log_text().count(READY) >= 2, 15, "restarted")
+        await eventually(lambda: "not reopening" in daemon.log_text(), 10, "planned")
+        assert new_orders(sim, follower, since=mark) == []
+        assert sim.broker.positions(follower) == []
+        assert [p.position_id for p in sim.broker.positions(ids["master"])] == [position]
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    finally:
+        daemon.kill()
