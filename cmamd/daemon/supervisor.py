@@ -122,6 +122,7 @@ class Daemon:
         await self.replicator.confirm_unfinished_opens(int(time.time() * 1000))
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self._destinations(config))
+        self.replicator.start_audit(config.audit_interval_s)
         self.notifier.ready()
         self._update_status()
         self.started.set()
@@ -312,6 +313,7 @@ class Daemon:
         if added:
             await self._start_accounts(new, [new.account(n) for n in sorted(added)])
         self.replicator.set_destinations(self._destinations(new))
+        self.replicator.audit_interval_s = new.audit_interval_s
         reload_status.write(new.state_dir, ok=True, problems=[])
         log.info(
             "reloaded",

@@ -24,7 +24,7 @@ from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.replication import confirm, requests
+from cmamd.replication import audit, confirm, requests
 from cmamd.replication.intents import (
     ClosePosition,
     Intent,
@@ -117,6 +117,9 @@ class Replicator:
         # follower symbol ids with an open/placement in flight, per destination and key
         self._opening: dict[str, dict[str, int]] = {}
         self._retry_delays: dict[WorkKey, float] = {}
+        self._busy: set[WorkKey] = set()  # being worked on by a worker right now
+        self.audit_interval_s = 180.0
+        self._auditing = False
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
@@ -157,8 +160,57 @@ class Replicator:
         links = self._links[dest.id]
         origins = self._origins_for(dest, master)
         now = time.monotonic()
-        for key in keys_for(dest.target, master.state, follower.state, links, origins):
+        keys = keys_for(dest.target, master.state, follower.state, links, origins)
+        if self._auditing:
+            self._log_findings(dest, keys, origins)
+        for key in keys:
             self.queue.push((dest.id, dest.target.follower_account_id, key), at=now)
+
+    # periodic light reconcile (audit.py) ---------------------------------------------
+    def start_audit(self, interval_s: float) -> None:
+        self.audit_interval_s = interval_s
+        self._tasks.append(
+            asyncio.create_task(audit.audit_forever(lambda: self.audit_interval_s, self.audit))
+        )
+
+    async def audit(self) -> int:
+        """Reconcile every ready account; each key that then needs work is logged and
+        repaired (the reconcile re-plans every key). Returns how many accounts answered."""
+        masters = {dest.master for dest in self._destinations.values()}
+        self._auditing = True
+        try:
+            return await audit.reconcile_accounts(list(self._sessions.values()), masters)
+        finally:
+            self._auditing = False
+
+    def _log_findings(self, dest: Destination, keys: list[str], origins: dict[str, str]) -> None:
+        master, follower = self._sessions[dest.master], self._sessions[dest.follower]
+        busy = {key for (dest_id, _, key) in self._busy if dest_id == dest.id}
+        opening = self._opening.get(dest.id, {})
+        plans = (
+            plan_key(
+                dest.target,
+                key,
+                master.state,
+                follower.state,
+                self._links[dest.id].get(key) or self._settled.get(dest.id, key),
+                self._now_ms(),
+                origins,
+                follower.quote_to_deposit,
+                busy_symbols=frozenset(v for k, v in opening.items() if k != key),
+            )
+            for key in keys
+            if key not in busy
+        )
+        for plan in audit.findings(plans, busy):
+            log.warning(
+                "periodic reconcile: repairing",
+                rule=dest.target.rule,
+                follower=dest.follower,
+                master_item=plan.key,
+                actions=audit.describe(plan),
+                notes=plan.notes,
+            )
 
     # intake ----------------------------------------------------------------------------
     def on_change(self, change: AccountChange) -> None:
@@ -275,6 +327,7 @@ class Replicator:
     async def _worker(self, number: int) -> None:
         while True:
             work, since = await self.queue.take()
+            self._busy.add(work)
             try:
                 await self._process(work, since)
             except asyncio.CancelledError:
@@ -282,6 +335,7 @@ class Replicator:
             except Exception:
                 log.exception("replication step failed", work=list(work))
             finally:
+                self._busy.discard(work)
                 self.queue.done(work)
 
     async def _process(self, work: WorkKey, since: float) -> None:

@@ -10,6 +10,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication import requests
@@ -17,7 +19,7 @@ from cmamd.replication.intents import AmendPositionProtection
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
-from .kit import DaemonProcess, eventually
+from .kit import DaemonProcess, eventually, write_yaml
 
 RULES = [{"name": "r", "source": "master", "destinations": [{"account": "follower-hedged"}]}]
 ACCOUNTS = ["master", "follower-hedged"]
@@ -187,3 +189,26 @@ async def test_an_open_confirmed_by_the_order_history_is_not_made_again_after_a_
         assert await daemon.wait() == 0
     finally:
         daemon.kill()
+
+
+async def test_d_orphans_and_missed_copies_from_lost_events_are_repaired_periodically(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
+) -> None:
+    follower = ids["follower-hedged"]
+    config = make_config(ACCOUNTS, RULES)
+    write_yaml(config, {**yaml.safe_load(config.read_text()), "audit_interval_s": 1})
+    daemon = daemons(config)
+    await daemon.start()
+    closed = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    await daemon.settle()
+    assert len(sim.broker.positions(follower)) == 1
+    # the master's session ends without the event: the daemon hears nothing more of it
+    sim.disconnect_account(ids["master"], silently=True)
+    sim.close_position(ids["master"], closed)
+    opened = sim.place_market_order(ids["master"], "GBPUSD", "sell", 200_000)
+
+    def repaired() -> bool:
+        labels = [p.label for p in sim.broker.positions(follower)]
+        return labels == [label(ids["master"], f"p{opened}")]
+
+    await eventually(repaired, 10, "orphan closed and missed copy made")
