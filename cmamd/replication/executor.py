@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 from structlog.contextvars import bound_contextvars
@@ -193,7 +194,7 @@ class Replicator:
                 key,
                 master.state,
                 follower.state,
-                self._links[dest.id].get(key) or self._settled.get(dest.id, key),
+                self._link_of(dest.id, key),
                 self._now_ms(),
                 origins,
                 follower.quote_to_deposit,
@@ -370,6 +371,7 @@ class Replicator:
                 self._origins_for(dest, master),
                 follower.quote_to_deposit,
                 busy_symbols=frozenset(v for k, v in opening.items() if k != key),
+                link_of=partial(self._link_of, dest_id),
             )
             if settled and plan.link is not None:
                 self._settled.forget(dest_id, key)  # decided anew (e.g. copies adopted)
@@ -546,6 +548,9 @@ class Replicator:
         for dest_id, link in expired:
             self._settled.forget(dest_id, link.key)
         return len(expired)
+
+    def _link_of(self, dest_id: str, key: str) -> Link | None:
+        return self._links.get(dest_id, {}).get(key) or self._settled.get(dest_id, key)
 
     def _save_link(self, dest_id: str, link: Link) -> None:
         self._store.put_link(link.to_dict())

@@ -45,6 +45,8 @@ class KeyInputs:
     origins: Mapping[str, str]
     quote_to_deposit: QuoteToDeposit
     busy_symbols: Collection[int]
+    # another key's link (the pending order a position filled from), looked up on demand
+    link_of: Callable[[str], Link | None] = lambda _key: None
 
     @property
     def dest(self) -> Destination:

@@ -258,13 +258,25 @@ def _adopt(
 ) -> None:
     volume = sum(c.volume for c in copies)
     plan.note(f"adopting {len(copies)} copies found on the follower ({volume} cents)")
-    link = plan.new_link(
-        LinkStatus.OPEN, master_volume=master_position.volume, follower_volume=volume
-    )
+    basis = (master_position.volume, volume)
+    # Filled copies of the origin order were sized on that order's basis; the master may
+    # have amended the order (while the daemon was away) before both filled: keep the basis
+    # so that the volume is corrected below, not frozen at the old size.
+    origin_link = inputs.link_of(origin) if origin is not None else None
+    if (
+        origin_link is not None
+        and origin_link.master_volume > 0
+        and origin_link.follower_volume > 0
+        and any(c.label == inputs.label_of(origin_link.key) for c in copies)
+    ):
+        basis = (origin_link.master_volume, origin_link.follower_volume)
+    link = plan.new_link(LinkStatus.OPEN, master_volume=basis[0], follower_volume=basis[1])
     plan.link = dataclasses.replace(link, origin_key=origin)
     # what was mirrored before the state was lost is unknown: compare with the copies
     if inputs.dest.copy_sl_tp:
         _amend_levels(plan, inputs, master_position, copies)
+    if basis != (master_position.volume, volume):
+        _follow_volume(plan, inputs, master_position, copies)
 
 
 def _follow_volume(

@@ -13,6 +13,7 @@ from cmamd.replication.intents import (
     OpenPosition,
 )
 from cmamd.replication.links import Link, LinkStatus
+from cmamd.replication.planner import plan_key
 
 from .repl_kit import (
     F_EURUSD,
@@ -23,11 +24,13 @@ from .repl_kit import (
     XAUUSD,
     Broker,
     F,
+    M,
     converge,
     copy_of,
     follower,
     intents_of,
     master,
+    no_rate,
     order_copy,
     plan,
     position,
@@ -431,3 +434,21 @@ def test_levels_decided_but_never_seen_on_the_copy_are_amended_again() -> None:
     done = follower(copy_of("p1", 50, LOT, sl=1.09, tp=1.12))
     seen = plan(tgt, "p1", m, done, result.link)
     assert seen.intents == [] and seen.link is not None and seen.link.levels_confirmed
+
+
+def test_filled_copies_of_an_amended_origin_order_are_resized_on_its_basis() -> None:
+    """E: the follower's pending copy (2 lots) filled while the daemon was away; the master
+    had amended its order to 3 lots before it filled too. Adopted at 2 lots before."""
+    tgt = target()
+    m = master(position(1, 3 * LOT))
+    f = follower(copy_of("o5", 50, 2 * LOT))
+    origin = Link("r", M, F, "o5", LinkStatus.CLOSED, 2 * LOT, 2 * LOT, seq=1)
+    result = plan_key(
+        tgt, "p1", m, f, None, NOW_MS, {"p1": "o5"}, no_rate, link_of={"o5": origin}.get
+    )
+    (increase,) = result.intents
+    assert isinstance(increase, OpenPosition) and increase.volume == LOT
+    assert result.link is not None and result.link.status is LinkStatus.OPEN
+    assert (result.link.master_volume, result.link.follower_volume) == (2 * LOT, 2 * LOT)
+    plain = plan_key(tgt, "p1", m, f, None, NOW_MS, {"p1": "o5"}, no_rate)
+    assert plain.intents == [], "without the origin's basis: adopted as it is"
