@@ -387,6 +387,9 @@ class Daemon:
         )
         if stopped:
             text += f"; EQUITY STOP: {', '.join(stopped)}"
+        frozen = self.replicator.frozen_followers() if self.replicator else []
+        if frozen:
+            text += f"; FROZEN, another cmamd copies onto: {', '.join(frozen)}"
         if extra:
             text += f"; {extra}"
         return text

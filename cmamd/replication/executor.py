@@ -11,6 +11,7 @@ is planned again — never by resending blindly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,10 +23,11 @@ from structlog.contextvars import bound_contextvars
 
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.logs import get_logger
+from cmamd.protocol.codec import Envelope
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.replication import audit, confirm, requests
+from cmamd.replication import audit, confirm, identity, requests
 from cmamd.replication.intents import (
     ClosePosition,
     Intent,
@@ -121,10 +123,19 @@ class Replicator:
         self._busy: set[WorkKey] = set()  # being worked on by a worker right now
         self.audit_interval_s = 180.0
         self._auditing = False
+        self.instance = identity.instance_id(store)
+        # follower account id -> why it is frozen (another copier on it: identity.py)
+        self.frozen: dict[int, str] = {}
+        self._watched: dict[int, Any] = {}  # connections whose events are watched, by id
+        self._masters_of: dict[int, set[int]] = {}  # follower id -> its masters' ids
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
         """Swap the rule set atomically; the next planned key uses the new one."""
+        destinations = [
+            dataclasses.replace(d, target=dataclasses.replace(d.target, instance=self.instance))
+            for d in destinations
+        ]
         new = {d.id: d for d in destinations}
         for gone in set(self._destinations) - set(new):
             self.queue.discard_destination(gone)
@@ -148,6 +159,7 @@ class Replicator:
                     k[len(prefix) :]: v for k, v in self._store.meta_items(prefix).items()
                 }
         self._destinations = new
+        self._watch_followers()
         for dest in destinations:
             self.resync_destination(dest.id)
 
@@ -166,6 +178,54 @@ class Replicator:
             self._log_findings(dest, keys, origins)
         for key in keys:
             self.queue.push((dest.id, dest.target.follower_account_id, key), at=now)
+
+    # another copier on our followers (identity.py) -----------------------------------
+    def _watch_followers(self) -> None:
+        self._masters_of = {}
+        for dest in self._destinations.values():
+            t = dest.target
+            self._masters_of.setdefault(t.follower_account_id, set()).add(t.master_account_id)
+            session = self._sessions.get(dest.follower)
+            if session is not None and id(session.connection) not in self._watched:
+                self._watched[id(session.connection)] = session.connection
+                session.connection.add_listener(self._on_follower_envelope)
+
+    def _on_follower_envelope(self, envelope: Envelope) -> None:
+        event = envelope.message
+        if not isinstance(event, pb.ProtoOAExecutionEvent):
+            return
+        account_id = event.ctidTraderAccountId
+        masters = self._masters_of.get(account_id)
+        if not masters or account_id in self.frozen:
+            return
+        other = identity.foreign_copier(event, self.instance, masters)
+        if other is None:
+            return
+        names = {
+            d.follower
+            for d in self._destinations.values()
+            if d.target.follower_account_id == account_id
+        }
+        self.frozen[account_id] = f"another cmamd (instance {other}) copies onto it"
+        log.error(
+            "ANOTHER COPIER: a second cmamd places copies on this follower; frozen, nothing "
+            "more is copied to it until a restart. Stop one of the two daemons.",
+            follower=", ".join(sorted(names)),
+            follower_id=account_id,
+            other_instance=other,
+            own_instance=self.instance,
+            client_order_id=event.order.clientOrderId,
+        )
+
+    def frozen_followers(self) -> list[str]:
+        """Names of followers frozen because another copier works on them."""
+        return sorted(
+            {
+                d.follower
+                for d in self._destinations.values()
+                if d.target.follower_account_id in self.frozen
+            }
+        )
 
     # periodic light reconcile (audit.py) ---------------------------------------------
     def start_audit(self, interval_s: float) -> None:
@@ -357,6 +417,8 @@ class Replicator:
             master, follower = self._sessions[dest.master], self._sessions[dest.follower]
             if not (master.ready.is_set() and follower.ready.is_set()):
                 return  # both re-plan everything on their resync
+            if dest.target.follower_account_id in self.frozen:
+                return  # another copier works on it: never fight it
             links = self._links[dest_id]
             link = links.get(key)
             settled = link is None and (link := self._settled.get(dest_id, key)) is not None

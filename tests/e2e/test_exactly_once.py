@@ -6,6 +6,7 @@ Each test reproduces one way a settled decision used to be taken again (issue 7,
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,72 @@ async def test_d_orphans_and_missed_copies_from_lost_events_are_repaired_periodi
         return labels == [label(ids["master"], f"p{opened}")]
 
     await eventually(repaired, 10, "orphan closed and missed copy made")
+
+
+async def test_f_a_second_daemon_on_the_same_follower_is_noticed_and_not_fought(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, tmp_path: Path
+) -> None:
+    follower = ids["follower-hedged"]
+    first_config = make_config(ACCOUNTS, RULES)
+    data = yaml.safe_load(first_config.read_text())
+    second_config = write_yaml(
+        tmp_path / "second.yaml", {**data, "state_dir": str(tmp_path / "other-state")}
+    )
+    first, second = daemons(first_config), daemons(second_config)
+    await first.start()
+    await second.start()
+    first_id = first.daemon.replicator.instance
+    assert first_id != second.daemon.replicator.instance
+    sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+
+    def frozen() -> list[str]:
+        return [
+            d.daemon.status_line()
+            for d in (first, second)
+            if "another cmamd copies onto: follower-hedged" in d.daemon.status_line()
+        ]
+
+    await eventually(lambda: bool(frozen()), 10, "the second copier noticed")
+    await first.settle()
+    await second.settle()
+    mark = len(sim.record)
+    sim.place_market_order(ids["master"], "GBPUSD", "sell", 100_000)
+    await first.settle()
+    await second.settle()
+    closes = [
+        r
+        for r in sim.record
+        if r.name == "ProtoOAClosePositionReq" and r.message.ctidTraderAccountId == follower
+    ]
+    assert closes == [], "the two daemons fought over the copies"
+    sent = new_orders(sim, follower, since=mark)
+    assert len(sent) <= 1, "a frozen follower got orders"
+    assert 1 <= len(sim.broker.positions(follower)) <= 3
+
+
+async def test_f_copies_left_by_our_former_self_after_a_lost_store_are_not_a_rival(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, tmp_path: Path
+) -> None:
+    follower = ids["follower-hedged"]
+    config = make_config(ACCOUNTS, RULES)
+    first = daemons(config)
+    await first.start()
+    sim.pause_prices()
+    position = sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    order = sim.place_pending_order(ids["master"], "USDJPY", "buy", "limit", 100_000, 149.5)
+    await first.settle()
+    old_instance = first.daemon.replicator.instance
+    assert await first.stop() == 0
+    shutil.rmtree(tmp_path / "state")  # the state store is lost
+    second = daemons(config)
+    await second.start()
+    assert second.daemon.replicator.instance != old_instance
+    sim.set_price("USDJPY", 149.488, 149.5)  # the old pending copy fills now, with the master's
+    await eventually(lambda: not sim.broker.orders(ids["master"]), 5, "master order filled")
+    sim.set_price("USDJPY", 150.0, 150.012)
+    await second.settle()
+    sim.close_position(ids["master"], position)
+    await second.settle()
+    assert "another cmamd" not in second.daemon.status_line()
+    held = [(p.label, p.volume) for p in sim.broker.positions(follower)]
+    assert held == [(label(ids["master"], f"o{order}"), 100_000)]
