@@ -497,9 +497,38 @@ class Replicator:
                     self._retry_later(dest, plan.key, detail)
                 return False
             await self._settle(follower)
+            if opens and link is not None and link.status is LinkStatus.OPENING:
+                await self._confirm_open(dest, follower, link, intent)
             self._store.journal_outcome(intent_id, "resolved", "settled by reconciling the account")
             return True
         return True
+
+    async def _confirm_open(
+        self, dest: Destination, follower: AccountSession, link: Link, intent: Intent
+    ) -> None:
+        """An open with an unknown outcome whose copy the reconcile does not show: it may
+        have filled and been closed since; the order history tells (confirm.py)."""
+        client_order_id = getattr(intent, "client_order_id", "")
+        current = self._links.get(dest.id, {}).get(link.key)
+        if current is None or current.status is not LinkStatus.OPENING:
+            return
+        now = self._now_ms()
+        try:
+            history = await confirm.orders_by_client_id(
+                follower, now - confirm.HISTORY_MARGIN_MS, now + confirm.HISTORY_MARGIN_MS
+            )
+        except Exception as exc:
+            log.warning("order history not available", follower=dest.follower, error=str(exc))
+            return
+        order = history.get(client_order_id)
+        if order is not None and confirm.reached_broker(type(intent).__name__, order):
+            log.warning(
+                "open with an unknown outcome confirmed by the order history",
+                follower=dest.follower,
+                master_item=link.key,
+                client_order_id=client_order_id,
+            )
+            self._save_link(dest.id, current.opened(now))
 
     async def _send(self, follower: AccountSession, intent: Intent) -> tuple[str, str, bool]:
         """(outcome, detail, filled): outcome is done, rejected or unknown."""

@@ -282,3 +282,20 @@ async def test_f_copies_left_by_our_former_self_after_a_lost_store_are_not_a_riv
     assert "another cmamd" not in second.daemon.status_line()
     held = [(p.label, p.volume) for p in sim.broker.positions(follower)]
     assert held == [(label(ids["master"], f"o{order}"), 100_000)]
+
+
+async def test_an_unanswered_open_whose_copy_was_closed_meanwhile_is_not_made_again(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
+) -> None:
+    follower = ids["follower-hedged"]
+    daemon = daemons(make_config(ACCOUNTS, RULES))
+    await daemon.start()
+    sim.swallow_next(1, {NEW_ORDER})  # the copy fills; the daemon never hears of it
+    sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    await eventually(lambda: sim.broker.positions(follower), 5, "copy filled")
+    (copy,) = sim.broker.positions(follower)
+    sim.close_position(follower, copy.position_id)  # by hand, before the daemon reconciles
+    await eventually(lambda: daemon.daemon.replicator.stats.unknown == 1, 10, "outcome unknown")
+    await daemon.settle(timeout=20)
+    assert len(new_orders(sim, follower)) == 1, "the copy was made a second time"
+    assert sim.broker.positions(follower) == []
