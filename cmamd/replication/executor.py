@@ -630,15 +630,20 @@ class Replicator:
             items = master.state.positions if key[0] == "p" else master.state.orders
             return int(key[1:]) in items
 
+        configured = [
+            (d.target.rule, d.target.master_account_id, d.target.follower_account_id)
+            for d in self._destinations.values()
+        ]
+        unconfigured = self._store.delete_finished_links_except(configured, cutoff_ms)
         expired = self._settled.expired(cutoff_ms, master_has)
         if not expired:
-            return 0
+            return unconfigured
         self._store.delete_links(
             [(x.rule, x.master_account_id, x.follower_account_id, x.key) for _, x in expired]
         )
         for dest_id, link in expired:
             self._settled.forget(dest_id, link.key)
-        return len(expired)
+        return unconfigured + len(expired)
 
     def _link_of(self, dest_id: str, key: str) -> Link | None:
         return self._links.get(dest_id, {}).get(key) or self._settled.get(dest_id, key)
