@@ -112,6 +112,8 @@ class Link:
         """A JSON-able dict (floats are written with repr, so they read back exactly)."""
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         data["status"] = self.status.value
+        if self.levels_confirmed:
+            del data["levels_confirmed"]  # the default: records stay readable by older releases
         return data
 
     @classmethod
