@@ -32,6 +32,27 @@ def describe(plan: KeyPlan) -> list[str]:
     return [type(intent).__name__ for intent in plan.intents]
 
 
+def log_findings(
+    rule: str,
+    follower: str,
+    keys: Iterable[str],
+    busy_keys: Collection[str],
+    plan_of: Callable[[str], KeyPlan],
+) -> int:
+    """Log every key (not being worked on) whose plan has work: what the reconcile found."""
+    found = findings((plan_of(key) for key in keys if key not in busy_keys), busy_keys)
+    for plan in found:
+        log.warning(
+            "periodic reconcile: repairing",
+            rule=rule,
+            follower=follower,
+            master_item=plan.key,
+            actions=describe(plan),
+            notes=plan.notes,
+        )
+    return len(found)
+
+
 async def reconcile_accounts(sessions: Iterable[AccountSession], masters: set[str]) -> int:
     """Reconcile every ready account, masters first; returns how many were reconciled."""
     done = 0

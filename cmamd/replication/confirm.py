@@ -16,9 +16,13 @@ from typing import cast
 
 from cmamd.accounts.session import AccountSession
 from cmamd.connection.ratelimit import Priority
+from cmamd.logs import get_logger
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.state.store import JournalEntry
+from cmamd.replication.links import Link, LinkStatus
+from cmamd.state.store import JournalEntry, StateStore
+
+log = get_logger("cmamd.replication")
 
 OPEN_ACTIONS = frozenset({"OpenPosition", "PlacePendingOrder"})
 HISTORY_MARGIN_MS = 60_000  # clock skew between this host and the broker
@@ -49,3 +53,52 @@ def reached_broker(action: str, order: model_pb2.ProtoOAOrder) -> bool:
 
 def unfinished_opens(entries: Iterable[JournalEntry]) -> list[JournalEntry]:
     return [e for e in entries if e.action in OPEN_ACTIONS and e.client_order_id]
+
+
+async def confirm_after_restart(
+    store: StateStore, sessions: Iterable[AccountSession], now_ms: int
+) -> list[Link]:
+    """Opens from before a crash that the order history shows executed: their OPENING
+    links are stored confirmed OPEN (returned). Only for followers that are ready."""
+    confirmed: list[Link] = []
+    entries = unfinished_opens(store.open_intents())
+    by_id = {s.account_id: s for s in sessions if s.ready.is_set()}
+    for follower_id in sorted({e.follower_id for e in entries} & set(by_id)):
+        mine = [e for e in entries if e.follower_id == follower_id]
+        since = min(e.created_ms for e in mine) - HISTORY_MARGIN_MS
+        try:
+            history = await orders_by_client_id(
+                by_id[follower_id], since, now_ms + HISTORY_MARGIN_MS
+            )
+        except Exception as exc:
+            log.warning("order history not available", follower_id=follower_id, error=str(exc))
+            continue
+        for entry in mine:
+            order = history.get(entry.client_order_id or "")
+            if order is None or not reached_broker(entry.action, order):
+                continue
+            for data in store.links(follower_id=follower_id):
+                link = Link.from_dict(data)
+                if link.key == entry.key and link.status is LinkStatus.OPENING:
+                    store.put_link(link.opened(now_ms).to_dict())
+                    confirmed.append(link)
+                    log.warning(
+                        "open from before a restart confirmed by the order history",
+                        follower_id=follower_id,
+                        master_item=entry.key,
+                        client_order_id=entry.client_order_id,
+                    )
+    return confirmed
+
+
+async def executed(session: AccountSession, client_order_id: str, action: str, now_ms: int) -> bool:
+    """Whether the order history shows this recent open executed (False when unknown)."""
+    try:
+        history = await orders_by_client_id(
+            session, now_ms - HISTORY_MARGIN_MS, now_ms + HISTORY_MARGIN_MS
+        )
+    except Exception as exc:
+        log.warning("order history not available", account=session.name, error=str(exc))
+        return False
+    order = history.get(client_order_id)
+    return order is not None and reached_broker(action, order)

@@ -23,7 +23,6 @@ from structlog.contextvars import bound_contextvars
 
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.logs import get_logger
-from cmamd.protocol.codec import Envelope
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
@@ -124,10 +123,7 @@ class Replicator:
         self.audit_interval_s = 180.0
         self._auditing = False
         self.instance = identity.instance_id(store)
-        # follower account id -> why it is frozen (another copier on it: identity.py)
-        self.frozen: dict[int, str] = {}
-        self._watched: dict[int, Any] = {}  # connections whose events are watched, by id
-        self._masters_of: dict[int, set[int]] = {}  # follower id -> its masters' ids
+        self._copiers = identity.CopierWatch(self.instance)
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
@@ -159,7 +155,16 @@ class Replicator:
                     k[len(prefix) :]: v for k, v in self._store.meta_items(prefix).items()
                 }
         self._destinations = new
-        self._watch_followers()
+        self._copiers.watch(
+            (
+                d.target.follower_account_id,
+                d.target.master_account_id,
+                d.follower,
+                self._sessions[d.follower].connection,
+            )
+            for d in destinations
+            if d.follower in self._sessions
+        )
         for dest in destinations:
             self.resync_destination(dest.id)
 
@@ -180,52 +185,13 @@ class Replicator:
             self.queue.push((dest.id, dest.target.follower_account_id, key), at=now)
 
     # another copier on our followers (identity.py) -----------------------------------
-    def _watch_followers(self) -> None:
-        self._masters_of = {}
-        for dest in self._destinations.values():
-            t = dest.target
-            self._masters_of.setdefault(t.follower_account_id, set()).add(t.master_account_id)
-            session = self._sessions.get(dest.follower)
-            if session is not None and id(session.connection) not in self._watched:
-                self._watched[id(session.connection)] = session.connection
-                session.connection.add_listener(self._on_follower_envelope)
-
-    def _on_follower_envelope(self, envelope: Envelope) -> None:
-        event = envelope.message
-        if not isinstance(event, pb.ProtoOAExecutionEvent):
-            return
-        account_id = event.ctidTraderAccountId
-        masters = self._masters_of.get(account_id)
-        if not masters or account_id in self.frozen:
-            return
-        other = identity.foreign_copier(event, self.instance, masters)
-        if other is None:
-            return
-        names = {
-            d.follower
-            for d in self._destinations.values()
-            if d.target.follower_account_id == account_id
-        }
-        self.frozen[account_id] = f"another cmamd (instance {other}) copies onto it"
-        log.error(
-            "ANOTHER COPIER: a second cmamd places copies on this follower; frozen, nothing "
-            "more is copied to it until a restart. Stop one of the two daemons.",
-            follower=", ".join(sorted(names)),
-            follower_id=account_id,
-            other_instance=other,
-            own_instance=self.instance,
-            client_order_id=event.order.clientOrderId,
-        )
+    @property
+    def frozen(self) -> dict[int, str]:
+        """Follower account id -> why it is frozen (another copier works on it)."""
+        return self._copiers.frozen
 
     def frozen_followers(self) -> list[str]:
-        """Names of followers frozen because another copier works on them."""
-        return sorted(
-            {
-                d.follower
-                for d in self._destinations.values()
-                if d.target.follower_account_id in self.frozen
-            }
-        )
+        return self._copiers.frozen_names()
 
     # periodic light reconcile (audit.py) ---------------------------------------------
     def start_audit(self, interval_s: float) -> None:
@@ -246,10 +212,10 @@ class Replicator:
 
     def _log_findings(self, dest: Destination, keys: list[str], origins: dict[str, str]) -> None:
         master, follower = self._sessions[dest.master], self._sessions[dest.follower]
-        busy = {key for (dest_id, _, key) in self._busy if dest_id == dest.id}
         opening = self._opening.get(dest.id, {})
-        plans = (
-            plan_key(
+
+        def plan_of(key: str) -> KeyPlan:
+            return plan_key(
                 dest.target,
                 key,
                 master.state,
@@ -260,18 +226,9 @@ class Replicator:
                 follower.quote_to_deposit,
                 busy_symbols=frozenset(v for k, v in opening.items() if k != key),
             )
-            for key in keys
-            if key not in busy
-        )
-        for plan in audit.findings(plans, busy):
-            log.warning(
-                "periodic reconcile: repairing",
-                rule=dest.target.rule,
-                follower=dest.follower,
-                master_item=plan.key,
-                actions=audit.describe(plan),
-                notes=plan.notes,
-            )
+
+        busy = {key for (dest_id, _, key) in self._busy if dest_id == dest.id}
+        audit.log_findings(dest.target.rule, dest.follower, keys, busy, plan_of)
 
     # intake ----------------------------------------------------------------------------
     def on_change(self, change: AccountChange) -> None:
@@ -304,35 +261,10 @@ class Replicator:
     async def confirm_unfinished_opens(self, now_ms: int) -> int:
         """Before start-up planning: opens from before a crash that the broker's order history
         shows executed get their link confirmed OPEN (confirm.py); returns how many."""
-        confirmed = 0
-        entries = confirm.unfinished_opens(self._store.open_intents())
-        by_id = {s.account_id: s for s in self._sessions.values() if s.ready.is_set()}
-        for follower_id in sorted({e.follower_id for e in entries} & set(by_id)):
-            mine = [e for e in entries if e.follower_id == follower_id]
-            since = min(e.created_ms for e in mine) - confirm.HISTORY_MARGIN_MS
-            try:
-                history = await confirm.orders_by_client_id(
-                    by_id[follower_id], since, now_ms + confirm.HISTORY_MARGIN_MS
-                )
-            except Exception as exc:
-                log.warning("order history not available", follower_id=follower_id, error=str(exc))
-                continue
-            for entry in mine:
-                order = history.get(entry.client_order_id or "")
-                if order is None or not confirm.reached_broker(entry.action, order):
-                    continue
-                for data in self._store.links(follower_id=follower_id):
-                    link = Link.from_dict(data)
-                    if link.key == entry.key and link.status is LinkStatus.OPENING:
-                        self._store.put_link(link.opened(now_ms).to_dict())
-                        confirmed += 1
-                        log.warning(
-                            "open from before a restart confirmed by the order history",
-                            follower_id=follower_id,
-                            master_item=entry.key,
-                            client_order_id=entry.client_order_id,
-                        )
-        return confirmed
+        confirmed = await confirm.confirm_after_restart(
+            self._store, self._sessions.values(), now_ms
+        )
+        return len(confirmed)
 
     def settle_open_intents(self) -> int:
         """After a crash: intents sent (or about to be) whose outcome was never recorded.
@@ -508,20 +440,12 @@ class Replicator:
     ) -> None:
         """An open with an unknown outcome whose copy the reconcile does not show: it may
         have filled and been closed since; the order history tells (confirm.py)."""
-        client_order_id = getattr(intent, "client_order_id", "")
         current = self._links.get(dest.id, {}).get(link.key)
         if current is None or current.status is not LinkStatus.OPENING:
             return
         now = self._now_ms()
-        try:
-            history = await confirm.orders_by_client_id(
-                follower, now - confirm.HISTORY_MARGIN_MS, now + confirm.HISTORY_MARGIN_MS
-            )
-        except Exception as exc:
-            log.warning("order history not available", follower=dest.follower, error=str(exc))
-            return
-        order = history.get(client_order_id)
-        if order is not None and confirm.reached_broker(type(intent).__name__, order):
+        client_order_id = getattr(intent, "client_order_id", "")
+        if await confirm.executed(follower, client_order_id, type(intent).__name__, now):
             log.warning(
                 "open with an unknown outcome confirmed by the order history",
                 follower=dest.follower,

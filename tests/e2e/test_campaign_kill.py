@@ -146,14 +146,8 @@ class Campaign:
 
     async def _sltp(self) -> None:
         position = self.rng.choice(sorted(self.positions))
-        held = next(
-            (
-                p
-                for p in self.sim.broker.positions(self.master.account_id)
-                if p.position_id == position
-            ),
-            None,
-        )
+        master = await self.observer.holdings(self.master.account_id)
+        held = next((p for p in master.positions if p.position_id == position), None)
         if held is None or held.symbol_id == self.master.symbols["USDJPY"].symbol_id:
             return
         step = self.rng.randint(30, 150) / 10_000
