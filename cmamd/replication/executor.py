@@ -26,7 +26,7 @@ from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.replication import audit, confirm, identity, requests
+from cmamd.replication import audit, confirm, identity, requests, settled
 from cmamd.replication.intents import (
     ClosePosition,
     Intent,
@@ -353,7 +353,7 @@ class Replicator:
                 return  # another copier works on it: never fight it
             links = self._links[dest_id]
             link = links.get(key)
-            settled = link is None and (link := self._settled.get(dest_id, key)) is not None
+            from_settled = link is None and (link := self._settled.get(dest_id, key)) is not None
             opening = self._opening.setdefault(dest_id, {})
             plan = plan_key(
                 dest.target,
@@ -367,7 +367,7 @@ class Replicator:
                 busy_symbols=frozenset(v for k, v in opening.items() if k != key),
                 link_of=partial(self._link_of, dest_id),
             )
-            if settled and plan.link is not None:
+            if from_settled and plan.link is not None:
                 self._settled.forget(dest_id, key)  # decided anew (e.g. copies adopted)
             for note in plan.notes:
                 log.info(note, rule=dest.target.rule, follower=dest.follower, master_item=key)
@@ -558,16 +558,7 @@ class Replicator:
             (d.target.rule, d.target.master_account_id, d.target.follower_account_id)
             for d in self._destinations.values()
         ]
-        unconfigured = self._store.delete_finished_links_except(configured, cutoff_ms)
-        expired = self._settled.expired(cutoff_ms, master_has)
-        if not expired:
-            return unconfigured
-        self._store.delete_links(
-            [(x.rule, x.master_account_id, x.follower_account_id, x.key) for _, x in expired]
-        )
-        for dest_id, link in expired:
-            self._settled.forget(dest_id, link.key)
-        return unconfigured + len(expired)
+        return settled.prune(self._store, self._settled, configured, cutoff_ms, master_has)
 
     def _link_of(self, dest_id: str, key: str) -> Link | None:
         return self._links.get(dest_id, {}).get(key) or self._settled.get(dest_id, key)

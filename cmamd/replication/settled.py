@@ -14,9 +14,10 @@ event for the item can still arrive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from cmamd.replication.links import Link
+from cmamd.state.store import StateStore
 
 
 class SettledItems:
@@ -60,3 +61,24 @@ class SettledItems:
                 if link.updated_ms < cutoff_ms and master_has(dest_id, key) is False:
                     found.append((dest_id, link))
         return found
+
+
+def prune(
+    store: StateStore,
+    settled: SettledItems,
+    configured: Collection[tuple[str, int, int]],
+    cutoff_ms: int,
+    master_has: Callable[[str, str], bool | None],
+) -> int:
+    """Housekeeping: forget settled links older than ``cutoff_ms`` whose master item is
+    gone, and finished links of destinations no longer ``configured`` (rule, master id,
+    follower id). Returns how many links were deleted."""
+    deleted = store.delete_finished_links_except(configured, cutoff_ms)
+    expired = settled.expired(cutoff_ms, master_has)
+    if expired:
+        deleted += store.delete_links(
+            [(x.rule, x.master_account_id, x.follower_account_id, x.key) for _, x in expired]
+        )
+        for dest_id, link in expired:
+            settled.forget(dest_id, link.key)
+    return deleted
