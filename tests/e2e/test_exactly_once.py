@@ -252,8 +252,9 @@ async def test_f_a_second_daemon_on_the_same_follower_is_noticed_and_not_fought(
     ]
     assert closes == [], "the two daemons fought over the copies"
     sent = new_orders(sim, follower, since=mark)
-    assert len(sent) <= 1, "a frozen follower got orders"
-    assert 1 <= len(sim.broker.positions(follower)) <= 3
+    assert len(sent) == 2 - len(frozen()), "a frozen follower got orders"
+    # the first trade may have been copied by both before either saw the other's order
+    assert len(sim.broker.positions(follower)) - len(sent) in (1, 2)
 
 
 async def test_f_copies_left_by_our_former_self_after_a_lost_store_are_not_a_rival(
