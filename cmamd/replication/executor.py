@@ -409,16 +409,20 @@ class Replicator:
                 outcome, detail, filled = await self._send(follower, intent)
             finally:
                 opening.pop(plan.key, None)
-            journaled = "rejected" if outcome == "deferred" else outcome
-            self._store.journal_outcome(intent_id, journaled, detail)
             latency_ms = (time.monotonic() - since) * 1000
-            self._report(dest, plan.key, intent, summary, outcome, latency_ms, detail)
+            # The link's confirmed outcome is written before the journal entry is closed:
+            # killed in between, the open entry is settled at start-up from the link (and
+            # the order history); the other way round an executed open would stay OPENING
+            # with a closed entry, and be made again if its copy was closed meanwhile.
             if link is not None and opens and link.status is LinkStatus.OPENING:
                 if outcome == "done" and (filled or isinstance(intent, PlacePendingOrder)):
                     link = link.opened(self._now_ms())
                     self._save_link(dest.id, link)
                 elif outcome == "rejected":
                     self._save_link(dest.id, link.rejected(detail, self._now_ms()))
+            journaled = "rejected" if outcome == "deferred" else outcome
+            self._store.journal_outcome(intent_id, journaled, detail)
+            self._report(dest, plan.key, intent, summary, outcome, latency_ms, detail)
             if outcome == "done":
                 self._retry_delays.pop((dest.id, dest.target.follower_account_id, plan.key), None)
                 continue

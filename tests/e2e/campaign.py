@@ -8,7 +8,6 @@ what each follower must hold, and counts every difference.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -17,6 +16,7 @@ from cmamd.accounts.model import PendingOrder, Position
 from cmamd.connection.client import OpenApiConnection
 from cmamd.connection.ratelimit import Priority
 from cmamd.protocol.proto import messages_pb2 as pb
+from cmamd.protocol.proto import model_pb2
 from cmamd.replication.labels import parse_label
 
 
@@ -56,6 +56,20 @@ class Observer:
             [convert.position(p) for p in reply.position],
             [convert.pending_order(o) for o in reply.order if convert.is_resting(o)],
         )
+
+    async def order_history(
+        self, account_id: int, from_ms: int, to_ms: int
+    ) -> list[model_pb2.ProtoOAOrder]:
+        reply = cast(
+            pb.ProtoOAOrderListRes,
+            await self.connection.request(
+                pb.ProtoOAOrderListReq(
+                    ctidTraderAccountId=account_id, fromTimestamp=from_ms, toTimestamp=to_ms
+                ),
+                priority=Priority.QUERY,
+            ),
+        )
+        return list(reply.order)
 
     async def close(self) -> None:
         await self.connection.close()
@@ -228,5 +242,31 @@ def _same(a: float | None, b: float | None) -> bool:
     return abs(a - b) < 1e-9
 
 
-def count_labels(held: Holdings) -> Counter[str]:
-    return Counter(i.label for i in [*held.positions, *held.orders])
+def transient_duplicates(
+    tally: Tally,
+    rule: FollowerRule,
+    master_id: int,
+    history: list[model_pb2.ProtoOAOrder],
+    filled_from_orders: set[int],
+) -> None:
+    """Copies made twice and closed again are duplicates too (the spread was paid): from
+    the follower's order history, a master market position must have opened at most one
+    follower position, a master pending order at most one pending copy."""
+    opened: dict[str, set[int]] = {}
+    placed: dict[str, set[int]] = {}
+    pending_kinds = (model_pb2.LIMIT, model_pb2.STOP)
+    for order in history:
+        parsed = parse_label(order.tradeData.label)
+        if parsed is None or parsed[0] != master_id or order.closingOrder:
+            continue
+        key = parsed[1]
+        if order.orderType in pending_kinds:
+            if order.orderStatus != model_pb2.ORDER_STATUS_REJECTED:
+                placed.setdefault(key, set()).add(order.orderId)
+        elif key[0] == "p" and int(key[1:]) not in filled_from_orders and order.executedVolume:
+            opened.setdefault(key, set()).add(order.positionId)
+    for what, seen in (("opened", opened), ("placed", placed)):
+        for key, ids in seen.items():
+            if len(ids) > 1:
+                tally.duplicates += len(ids) - 1
+                tally.details.append(f"{rule.name}: {key} {what} {len(ids)} times: {sorted(ids)}")

@@ -30,7 +30,14 @@ from cmamd.protocol.proto import model_pb2
 from cmamd.replication.labels import parse_label
 from cmamd.sim import SimServer
 
-from .campaign import FollowerRule, HandActions, Observer, Tally, verdict
+from .campaign import (
+    FollowerRule,
+    HandActions,
+    Observer,
+    Tally,
+    transient_duplicates,
+    verdict,
+)
 from .conftest import connect_master
 from .kit import DaemonProcess, eventually
 
@@ -227,10 +234,15 @@ class Campaign:
         self.hand.cancelled.add((rule.account_id, int(parsed[1][1:])))
 
     # the verdict -----------------------------------------------------------------------
-    async def tally(self) -> Tally:
+    async def tally(self, since_ms: int) -> Tally:
         master = await self.observer.holdings(self.master.account_id)
         followers = {f: await self.observer.holdings(f.account_id) for f in self.followers}
-        return verdict(self.master.account_id, master, self.origins, followers, self.hand)
+        tally = verdict(self.master.account_id, master, self.origins, followers, self.hand)
+        now_ms = int(time.time() * 1000) + 60_000
+        for rule in self.followers:
+            history = await self.observer.order_history(rule.account_id, since_ms, now_ms)
+            transient_duplicates(tally, rule, self.master.account_id, history, set(self.origins))
+        return tally
 
 
 async def test_kill_campaign_converges_without_duplicates_orphans_or_misses(
@@ -281,6 +293,7 @@ async def test_kill_campaign_converges_without_duplicates_orphans_or_misses(
     kill_at = set(rng.sample(range(1, actions), kills))
     restart_at = set(rng.sample(sorted(set(range(1, actions)) - kill_at), restarts))
     started = time.monotonic()
+    since_ms = int(time.time() * 1000) - 60_000
     try:
         await campaign.start_daemon(wait_ready=True)
         done: dict[str, int] = {}
@@ -296,10 +309,10 @@ async def test_kill_campaign_converges_without_duplicates_orphans_or_misses(
         # converged = clean on two looks 0.5 s apart (a first clean look could still be
         # followed by a late duplicate), within a deadline
         deadline = time.monotonic() + 30
-        tally, stable = await campaign.tally(), 0
+        tally, stable = await campaign.tally(since_ms), 0
         while stable < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            tally = await campaign.tally()
+            tally = await campaign.tally(since_ms)
             stable = stable + 1 if tally.clean else 0
         line = tally.line(actions, campaign.kills, campaign.restarts, seed)
         with capsys.disabled():

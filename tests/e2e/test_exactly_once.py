@@ -16,8 +16,10 @@ import yaml
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication import requests
+from cmamd.replication.executor import Replicator
 from cmamd.replication.intents import AmendPositionProtection
 from cmamd.replication.labels import label
+from cmamd.replication.links import Link, LinkStatus
 from cmamd.sim import SimServer
 
 from .kit import DaemonProcess, eventually, write_yaml
@@ -300,3 +302,34 @@ async def test_an_unanswered_open_whose_copy_was_closed_meanwhile_is_not_made_ag
     await daemon.settle(timeout=20)
     assert len(new_orders(sim, follower)) == 1, "the copy was made a second time"
     assert sim.broker.positions(follower) == []
+
+
+async def test_killed_between_the_fill_and_its_record_the_open_is_not_made_again(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+) -> None:
+    """The process dies right after the copy filled, as it records that; the copy is then
+    closed by hand. Whatever was written first must not leave the item looking unopened."""
+    follower = ids["follower-hedged"]
+    config = make_config(ACCOUNTS, RULES)
+    first = daemons(config)
+    await first.start()
+    save_link = Replicator._save_link
+
+    def dies_recording_the_fill(self: Replicator, dest_id: str, link: Link) -> None:
+        if link.status is LinkStatus.OPEN:
+            raise RuntimeError("killed while recording the fill")
+        save_link(self, dest_id, link)
+
+    monkeypatch.setattr(Replicator, "_save_link", dies_recording_the_fill)
+    sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    await eventually(lambda: sim.broker.positions(follower), 5, "copy filled")
+    await first.settle()
+    assert await first.stop() == 0
+    monkeypatch.setattr(Replicator, "_save_link", save_link)
+    (copy,) = sim.broker.positions(follower)
+    sim.close_position(follower, copy.position_id)  # by hand, while the daemon is down
+    mark = len(sim.record)
+    second = daemons(config)
+    await second.start()
+    await second.settle()
+    assert new_orders(sim, follower, since=mark) == [], "the copy was made a second time"
