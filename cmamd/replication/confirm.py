@@ -41,6 +41,8 @@ async def orders_by_client_id(
             account_id=session.account_id,
         ),
     )
+    if reply.hasMore:  # the window is minutes wide; a truncated answer is only logged
+        log.warning("order history truncated by the server", account=session.name)
     return {o.clientOrderId: o for o in reply.order if o.clientOrderId}
 
 
