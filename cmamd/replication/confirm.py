@@ -41,7 +41,7 @@ async def orders_by_client_id(
             account_id=session.account_id,
         ),
     )
-    if reply.hasMore:  # the window is minutes wide; a truncated answer is only logged
+    if reply.hasMore:  # the window starts at the oldest unfinished open: rarely this long
         log.warning("order history truncated by the server", account=session.name)
     return {o.clientOrderId: o for o in reply.order if o.clientOrderId}
 
