@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from structlog.contextvars import bind_contextvars
 
-from cmamd.accounts import convert
+from cmamd.accounts import convert, merge
 from cmamd.accounts.catalogue import Catalogue
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
@@ -86,6 +86,9 @@ class AccountSession:
         self._order_waiters: dict[int, list[tuple[frozenset[int], asyncio.Future[int]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resync_lock = asyncio.Lock()
+        # keys events changed while a reconcile is in flight (None: none in flight)
+        self._changed_in_flight: set[str] | None = None
+        self._ended = merge.EndedItems()
         self._recovery: asyncio.Task[Any] | None = None
         self.needs_reauth: str | None = None  # why the account waits for `cmamd auth`
         self._reauth_watch: asyncio.Task[Any] | None = None
@@ -149,18 +152,29 @@ class AccountSession:
         self.ready.clear()
 
     async def resync(self) -> None:
-        """Replace positions and orders with the server's view (reconcile)."""
+        """Take the server's view of positions and orders (reconcile), merged with what
+        events changed while the request was in flight (merge.py)."""
         async with self._resync_lock:
-            res = await self.connection.request(
-                pb.ProtoOAReconcileReq(ctidTraderAccountId=self.account_id),
-                priority=Priority.QUERY,
-                account_id=self.account_id,
-            )
+            self._changed_in_flight = set()
+            try:
+                res = await self.connection.request(
+                    pb.ProtoOAReconcileReq(ctidTraderAccountId=self.account_id),
+                    priority=Priority.QUERY,
+                    account_id=self.account_id,
+                )
+            finally:
+                changed, self._changed_in_flight = self._changed_in_flight, None
             assert isinstance(res, pb.ProtoOAReconcileRes)
             positions = {p.positionId: convert.position(p) for p in res.position}
             orders = {
                 o.orderId: convert.pending_order(o) for o in res.order if convert.is_resting(o)
             }
+            positions = merge.merge_snapshot(
+                self.state.positions, positions, {int(k[1:]) for k in changed if k[0] == "p"}
+            )
+            orders = merge.merge_snapshot(
+                self.state.orders, orders, {int(k[1:]) for k in changed if k[0] == "o"}
+            )
             touched = (
                 {f"p{i}" for i in positions}
                 | {f"p{i}" for i in self.state.positions}
@@ -422,22 +436,33 @@ class AccountSession:
             pos = event.position
             key = f"p{pos.positionId}"
             if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN:
-                self.state.positions[pos.positionId] = convert.position(pos)
-                keys.add(key)
+                position = convert.position(pos)
+                # a stale or replayed event never takes an item back in time (merge.py)
+                known = self.state.positions.get(pos.positionId)
+                if key not in self._ended and not merge.is_stale(known, position):
+                    self.state.positions[pos.positionId] = position
+                    keys.add(key)
             elif pos.positionStatus in (
                 model_pb2.POSITION_STATUS_CLOSED,
                 model_pb2.POSITION_STATUS_ERROR,
             ):
                 self.state.positions.pop(pos.positionId, None)
+                self._ended.add(key)
                 keys.add(key)
         if event.HasField("order"):
             order = event.order
             key = f"o{order.orderId}"
             if convert.is_resting(order):
-                self.state.orders[order.orderId] = convert.pending_order(order)
-                keys.add(key)
+                pending = convert.pending_order(order)
+                known_order = self.state.orders.get(order.orderId)
+                if key not in self._ended and not merge.is_stale(known_order, pending):
+                    self.state.orders[order.orderId] = pending
+                    keys.add(key)
             elif self.state.orders.pop(order.orderId, None) is not None:
+                self._ended.add(key)
                 keys.add(key)
+            elif order.orderType in convert.PENDING_KINDS:
+                self._ended.add(key)
             if (
                 event.executionType == model_pb2.ORDER_FILLED
                 and order.orderType in convert.PENDING_KINDS
@@ -454,6 +479,8 @@ class AccountSession:
                 )
                 self.state.trader = replace(trader, balance=units.money(detail.balance, digits))
         if keys:
+            if self._changed_in_flight is not None:
+                self._changed_in_flight.update(keys)
             self._emit(keys, origins=origins)
 
     def _note_order_event(self, order_id: int, execution_type: int) -> None:

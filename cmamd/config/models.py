@@ -258,6 +258,8 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     # drain budget on SIGTERM; keep it below the unit's TimeoutStopSec
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
+    # periodic light reconcile of every account: finds orphans and missed copies
+    audit_interval_s: Annotated[float, Field(ge=1, le=86400)] = 180.0
     accounts: Annotated[list[AccountConfig], Field(min_length=1)]
     copy_rules: list[CopyRule] = Field(default_factory=list, alias="copy")
     control: operating.ControlConfig = Field(default_factory=operating.ControlConfig)

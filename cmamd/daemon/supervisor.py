@@ -124,8 +124,10 @@ class Daemon:
         self.replicator.start()
         await self.hub.start()
         await self._start_accounts(config, config.enabled_accounts)
+        await self.replicator.confirm_unfinished_opens(int(time.time() * 1000))
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self._destinations(config))
+        self.replicator.start_audit(config.audit_interval_s)
         self.notifier.ready()
         self._update_status()
         self.started.set()
@@ -321,6 +323,7 @@ class Daemon:
         if added:
             await self._start_accounts(new, [new.account(n) for n in sorted(added)])
         self.replicator.set_destinations(self._destinations(new))
+        self.replicator.audit_interval_s = new.audit_interval_s
         reload_status.write(new.state_dir, ok=True, problems=[])
         log.info(
             "reloaded",
@@ -374,7 +377,8 @@ class Daemon:
             return
         self._last_housekeeping = now
         cutoff_ms = int((time.time() - HISTORY_DAYS * 86400) * 1000)
-        links = self.store.delete_closed_links(cutoff_ms)
+        # only settled links whose master item is gone: the rest still guard against reopening
+        links = self.replicator.prune_settled(cutoff_ms) if self.replicator else 0
         entries = self.store.prune_journal(cutoff_ms)
         if links or entries:
             log.info("state pruned", closed_links=links, journal_entries=entries, days=HISTORY_DAYS)
@@ -409,6 +413,9 @@ class Daemon:
         reauth = sorted(n for n, sess in self.sessions.items() if sess.needs_reauth is not None)
         if reauth:
             text += f"; NEEDS RE-AUTHORISATION (cmamd auth): {', '.join(reauth)}"
+        frozen = self.replicator.frozen_followers() if self.replicator else []
+        if frozen:
+            text += f"; FROZEN, another cmamd copies onto: {', '.join(frozen)}"
         if extra:
             text += f"; {extra}"
         return text

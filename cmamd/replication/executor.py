@@ -11,10 +11,12 @@ is planned again — never by resending blindly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 from structlog.contextvars import bound_contextvars
@@ -25,7 +27,7 @@ from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.replication import requests
+from cmamd.replication import audit, confirm, identity, requests, settled
 from cmamd.replication.intents import (
     ClosePosition,
     Intent,
@@ -37,6 +39,7 @@ from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.planner import CopyTarget, keys_for, origins_for, plan_key
 from cmamd.replication.queue import ReplicationQueue, WorkKey
+from cmamd.replication.settled import SettledItems
 from cmamd.state.store import StateStore
 
 log = get_logger("cmamd.replication")
@@ -111,32 +114,59 @@ class Replicator:
         self._tasks: list[asyncio.Task[None]] = []
         # Write-through caches of the store, so planning reads no disk.
         self._links: dict[str, dict[str, Link]] = {}
+        # Finished items (closed, skipped, rejected): never decided again (settled.py).
+        self._settled = SettledItems()
         self._origins: dict[int, dict[str, str]] = {}
         # follower symbol ids with an open/placement in flight, per destination and key
         self._opening: dict[str, dict[str, int]] = {}
         self._retry_delays: dict[WorkKey, float] = {}
         self._replans: set[asyncio.Task[None]] = set()  # keys waiting for a link to send on
+        self._busy: set[WorkKey] = set()  # being worked on by a worker right now
+        self.audit_interval_s = 180.0
+        self._auditing = False
+        self.instance = identity.instance_id(store)
+        self._copiers = identity.CopierWatch(self.instance)
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
         """Swap the rule set atomically; the next planned key uses the new one."""
+        destinations = [
+            dataclasses.replace(d, target=dataclasses.replace(d.target, instance=self.instance))
+            for d in destinations
+        ]
         new = {d.id: d for d in destinations}
         for gone in set(self._destinations) - set(new):
             self.queue.discard_destination(gone)
             self._links.pop(gone, None)
+            self._settled.drop_destination(gone)
         for dest in destinations:
             t = dest.target
             if dest.id not in self._links:
                 stored = self._store.links(
-                    rule=t.rule, master_id=t.master_account_id, follower_id=t.follower_account_id
+                    rule=t.rule,
+                    master_id=t.master_account_id,
+                    follower_id=t.follower_account_id,
+                    include_closed=True,
                 )
-                self._links[dest.id] = {d["key"]: Link.from_dict(d) for d in stored}
+                loaded = [Link.from_dict(d) for d in stored]
+                self._links[dest.id] = {link.key: link for link in loaded if link.active}
+                self._settled.load(dest.id, loaded)
             if t.master_account_id not in self._origins:
                 prefix = f"origin:{t.master_account_id}:"
                 self._origins[t.master_account_id] = {
                     k[len(prefix) :]: v for k, v in self._store.meta_items(prefix).items()
                 }
         self._destinations = new
+        self._copiers.watch(
+            (
+                d.target.follower_account_id,
+                d.target.master_account_id,
+                d.follower,
+                self._sessions[d.follower].connection,
+            )
+            for d in destinations
+            if d.follower in self._sessions
+        )
         for dest in destinations:
             self.resync_destination(dest.id)
 
@@ -150,8 +180,57 @@ class Replicator:
         links = self._links[dest.id]
         origins = self._origins_for(dest, master)
         now = time.monotonic()
-        for key in keys_for(dest.target, master.state, follower.state, links, origins):
+        keys = keys_for(dest.target, master.state, follower.state, links, origins)
+        if self._auditing:
+            self._log_findings(dest, keys, origins)
+        for key in keys:
             self.queue.push((dest.id, dest.target.follower_account_id, key), at=now)
+
+    # another copier on our followers (identity.py) -----------------------------------
+    @property
+    def frozen(self) -> dict[int, str]:
+        """Follower account id -> why it is frozen (another copier works on it)."""
+        return self._copiers.frozen
+
+    def frozen_followers(self) -> list[str]:
+        return self._copiers.frozen_names()
+
+    # periodic light reconcile (audit.py) ---------------------------------------------
+    def start_audit(self, interval_s: float) -> None:
+        self.audit_interval_s = interval_s
+        self._tasks.append(
+            asyncio.create_task(audit.audit_forever(lambda: self.audit_interval_s, self.audit))
+        )
+
+    async def audit(self) -> int:
+        """Reconcile every ready account; each key that then needs work is logged and
+        repaired (the reconcile re-plans every key). Returns how many accounts answered."""
+        masters = {dest.master for dest in self._destinations.values()}
+        self._auditing = True
+        try:
+            return await audit.reconcile_accounts(list(self._sessions.values()), masters)
+        finally:
+            self._auditing = False
+
+    def _log_findings(self, dest: Destination, keys: list[str], origins: dict[str, str]) -> None:
+        master, follower = self._sessions[dest.master], self._sessions[dest.follower]
+        opening = self._opening.get(dest.id, {})
+
+        def plan_of(key: str) -> KeyPlan:
+            return plan_key(
+                dest.target,
+                key,
+                master.state,
+                follower.state,
+                self._link_of(dest.id, key),
+                self._now_ms(),
+                origins,
+                follower.quote_to_deposit,
+                busy_symbols=frozenset(v for k, v in opening.items() if k != key),
+            )
+
+        busy = {key for (dest_id, _, key) in self._busy if dest_id == dest.id}
+        audit.log_findings(dest.target.rule, dest.follower, keys, busy, plan_of)
 
     # intake ----------------------------------------------------------------------------
     def on_change(self, change: AccountChange) -> None:
@@ -180,6 +259,14 @@ class Replicator:
                     self.queue.push(
                         (dest.id, target.follower_account_id, key), at=change.received_at
                     )
+
+    async def confirm_unfinished_opens(self, now_ms: int) -> int:
+        """Before start-up planning: opens from before a crash that the broker's order history
+        shows executed get their link confirmed OPEN (confirm.py); returns how many."""
+        confirmed = await confirm.confirm_after_restart(
+            self._store, self._sessions.values(), now_ms
+        )
+        return len(confirmed)
 
     def settle_open_intents(self) -> int:
         """After a crash: intents sent (or about to be) whose outcome was never recorded.
@@ -235,6 +322,7 @@ class Replicator:
     async def _worker(self, number: int) -> None:
         while True:
             work, since = await self.queue.take()
+            self._busy.add(work)
             try:
                 await self._process(work, since)
             except asyncio.CancelledError:
@@ -242,6 +330,7 @@ class Replicator:
             except Exception:
                 log.exception("replication step failed", work=list(work))
             finally:
+                self._busy.discard(work)
                 self.queue.done(work)
 
     async def _process(self, work: WorkKey, since: float) -> None:
@@ -262,8 +351,11 @@ class Replicator:
             master, follower = self._sessions[dest.master], self._sessions[dest.follower]
             if not (master.ready.is_set() and follower.ready.is_set()):
                 return  # both re-plan everything on their resync
+            if dest.target.follower_account_id in self.frozen:
+                return  # another copier works on it: never fight it
             links = self._links[dest_id]
             link = links.get(key)
+            from_settled = link is None and (link := self._settled.get(dest_id, key)) is not None
             opening = self._opening.setdefault(dest_id, {})
             plan = plan_key(
                 dest.target,
@@ -275,7 +367,10 @@ class Replicator:
                 self._origins_for(dest, master),
                 follower.quote_to_deposit,
                 busy_symbols=frozenset(v for k, v in opening.items() if k != key),
+                link_of=partial(self._link_of, dest_id),
             )
+            if from_settled and plan.link is not None:
+                self._settled.forget(dest_id, key)  # decided anew (e.g. copies adopted)
             for note in plan.notes:
                 log.info(note, rule=dest.target.rule, follower=dest.follower, master_item=key)
             if not plan.intents:
@@ -320,16 +415,20 @@ class Replicator:
                 # never left the process: nothing to settle, the key is planned afresh
                 self._replan_when_connected(dest, plan.key, follower)
                 outcome = "deferred"
-            journaled = "rejected" if outcome == "deferred" else outcome
-            self._store.journal_outcome(intent_id, journaled, detail)
             latency_ms = (time.monotonic() - since) * 1000
-            self._report(dest, plan.key, intent, summary, outcome, latency_ms, detail)
+            # The link's confirmed outcome is written before the journal entry is closed:
+            # killed in between, the open entry is settled at start-up from the link (and
+            # the order history); the other way round an executed open would stay OPENING
+            # with a closed entry, and be made again if its copy was closed meanwhile.
             if link is not None and opens and link.status is LinkStatus.OPENING:
                 if outcome == "done" and (filled or isinstance(intent, PlacePendingOrder)):
                     link = link.opened(self._now_ms())
                     self._save_link(dest.id, link)
                 elif outcome == "rejected":
                     self._save_link(dest.id, link.rejected(detail, self._now_ms()))
+            journaled = "rejected" if outcome == "deferred" else outcome
+            self._store.journal_outcome(intent_id, journaled, detail)
+            self._report(dest, plan.key, intent, summary, outcome, latency_ms, detail)
             if outcome == "done":
                 self._retry_delays.pop((dest.id, dest.target.follower_account_id, plan.key), None)
                 continue
@@ -340,9 +439,30 @@ class Replicator:
                     self._retry_later(dest, plan.key, detail)
                 return False
             await self._settle(follower)
+            if opens and link is not None and link.status is LinkStatus.OPENING:
+                await self._confirm_open(dest, follower, link, intent)
             self._store.journal_outcome(intent_id, "resolved", "settled by reconciling the account")
             return True
         return True
+
+    async def _confirm_open(
+        self, dest: Destination, follower: AccountSession, link: Link, intent: Intent
+    ) -> None:
+        """An open with an unknown outcome whose copy the reconcile does not show: it may
+        have filled and been closed since; the order history tells (confirm.py)."""
+        current = self._links.get(dest.id, {}).get(link.key)
+        if current is None or current.status is not LinkStatus.OPENING:
+            return
+        now = self._now_ms()
+        client_order_id = getattr(intent, "client_order_id", "")
+        if await confirm.executed(follower, client_order_id, type(intent).__name__, now):
+            log.warning(
+                "open with an unknown outcome confirmed by the order history",
+                follower=dest.follower,
+                master_item=link.key,
+                client_order_id=client_order_id,
+            )
+            self._save_link(dest.id, current.opened(now))
 
     async def _send(self, follower: AccountSession, intent: Intent) -> tuple[str, str, bool]:
         """(outcome, detail, filled): outcome is done, rejected, unknown, deferred or
@@ -440,10 +560,10 @@ class Replicator:
     def _forget_if_done(
         self, dest_id: str, key: str, link: Link | None, master: AccountSession
     ) -> None:
-        """Drop a finished item's link from memory (the store keeps it for the record).
+        """Move a finished item's link from the live links to the settled ones.
 
-        Without this the cache, and every plan's walk over it, grows with the history of
-        all trades ever copied.
+        Without this the live links, and every plan's walk over them, grow with the history
+        of all trades ever copied; the settled ones are only looked up by key.
         """
         if link is None or link.active:
             return
@@ -451,6 +571,27 @@ class Replicator:
         items = master.state.positions if key[0] == "p" else master.state.orders
         if item_id not in items:
             self._links.get(dest_id, {}).pop(key, None)
+            self._settled.remember(dest_id, link)
+
+    def prune_settled(self, cutoff_ms: int) -> int:
+        """Forget settled links older than ``cutoff_ms`` whose master item is gone."""
+
+        def master_has(dest_id: str, key: str) -> bool | None:
+            dest = self._destinations.get(dest_id)
+            master = self._sessions.get(dest.master) if dest is not None else None
+            if master is None or not master.ready.is_set():
+                return None
+            items = master.state.positions if key[0] == "p" else master.state.orders
+            return int(key[1:]) in items
+
+        configured = [
+            (d.target.rule, d.target.master_account_id, d.target.follower_account_id)
+            for d in self._destinations.values()
+        ]
+        return settled.prune(self._store, self._settled, configured, cutoff_ms, master_has)
+
+    def _link_of(self, dest_id: str, key: str) -> Link | None:
+        return self._links.get(dest_id, {}).get(key) or self._settled.get(dest_id, key)
 
     def _save_link(self, dest_id: str, link: Link) -> None:
         self._store.put_link(link.to_dict())

@@ -4,6 +4,13 @@ A link is written BEFORE any order for its item is sent, so that after a crash t
 knows what it decided and what it may have sent (``seq``) even when the broker's answer was
 lost. Its volumes are the *basis* of proportional following: the follower volume the copy
 was sized to, and the master volume it corresponds to.
+
+Intent and confirmed outcome are kept apart: ``OPENING`` is an open decided (and maybe
+sent), ``OPEN`` a copy seen; ``master_sl``/``master_tp`` are the levels the copies are
+meant to mirror, and ``levels_confirmed`` says whether the copies were seen carrying them.
+Until they are, the planner compares the master's levels with the copies as the broker
+reports them (an amend interrupted by a crash, or refused, is sent again), never with
+the link alone.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class Link:
     origin_key: str | None = None  # position link: the master pending order that opened it
     fill_key: str | None = None  # pending-order link: the master position it fills into
     seq: int = 0  # actions sent so far; the next one is seq + 1 (feeds client_order_id)
+    levels_confirmed: bool = True  # False: an amend of the copies' levels is not yet seen
     reason: str = ""  # why skipped / rejected / closed
     updated_ms: int = 0
 
@@ -79,9 +87,19 @@ class Link:
             self, master_volume=master_volume, follower_volume=follower_volume, updated_ms=now_ms
         )
 
-    def mirrored(self, master_sl: float | None, master_tp: float | None, now_ms: int) -> Link:
+    def mirrored(
+        self,
+        master_sl: float | None,
+        master_tp: float | None,
+        now_ms: int,
+        confirmed: bool = True,
+    ) -> Link:
         return dataclasses.replace(
-            self, master_sl=master_sl, master_tp=master_tp, updated_ms=now_ms
+            self,
+            master_sl=master_sl,
+            master_tp=master_tp,
+            levels_confirmed=confirmed,
+            updated_ms=now_ms,
         )
 
     def advanced(self, actions: int, now_ms: int) -> Link:
@@ -94,6 +112,8 @@ class Link:
         """A JSON-able dict (floats are written with repr, so they read back exactly)."""
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         data["status"] = self.status.value
+        if self.levels_confirmed:
+            del data["levels_confirmed"]  # the default: records stay readable by older releases
         return data
 
     @classmethod
@@ -119,6 +139,7 @@ class Link:
             origin_key=_optional_str(data, "origin_key"),
             fill_key=_optional_str(data, "fill_key"),
             seq=_typed(data, "seq", int, 0),
+            levels_confirmed=_flag(data, "levels_confirmed", True),
             reason=_typed(data, "reason", str, ""),
             updated_ms=_typed(data, "updated_ms", int, 0),
         )
@@ -137,6 +158,13 @@ def _typed(data: Mapping[str, Any], name: str, kind: type[T], default: T = _MISS
     # bool is an int subclass; a flag where a number belongs is a corrupt record
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ValueError(f"link field {name} should be {kind.__name__}: {value!r}")
+    return value
+
+
+def _flag(data: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"link field {name} should be true or false: {value!r}")
     return value
 
 

@@ -72,7 +72,7 @@ the entry cannot express (a stop already in profit) is set by an amend once the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from cmamd.accounts.model import AccountState
 from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
@@ -172,6 +172,7 @@ def plan_key(
     origins: Mapping[str, str],
     quote_to_deposit: QuoteToDeposit,
     busy_symbols: Collection[int] = frozenset(),
+    link_of: Callable[[str], Link | None] | None = None,
 ) -> KeyPlan:
     """The plan for one key.
 
@@ -180,7 +181,8 @@ def plan_key(
     because a position key and the order key that opened it decide from it which of them
     owns the follower items labelled with the order. ``busy_symbols``: follower symbol ids
     an open or placement for another key is in flight on (a netted follower must not mix
-    two items in one position).
+    two items in one position). ``link_of``: the link of another key of the target (a
+    position adopting its origin order's filled copies sizes them from that order's basis).
     """
     parsed = parse_key(key)
     if parsed is None:
@@ -207,6 +209,7 @@ def plan_key(
         origins=origins,
         quote_to_deposit=quote_to_deposit,
         busy_symbols=busy_symbols,
+        **({"link_of": link_of} if link_of is not None else {}),
     )
     return plan_position(inputs) if parsed[0] == "p" else plan_order(inputs)
 

@@ -31,6 +31,7 @@ class CopyTarget:
     follower_account_id: int
     started_ms: int  # when this destination started; master items older are "existing"
     liquidate: bool = False  # equity stop: the target is 0 everywhere
+    instance: str = ""  # this daemon's instance id, named in client order ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ class KeyInputs:
     origins: Mapping[str, str]
     quote_to_deposit: QuoteToDeposit
     busy_symbols: Collection[int]
+    # another key's link (the pending order a position filled from), looked up on demand
+    link_of: Callable[[str], Link | None] = lambda _key: None
 
     @property
     def dest(self) -> Destination:
@@ -70,7 +73,10 @@ class PlanBuilder:
     def next_client_order_id(self) -> str:
         """The id of the intent about to be added (call right before ``add``)."""
         seq = self._base_seq + len(self.intents) + 1
-        return labels.client_order_id(self._inputs.target.master_account_id, self._inputs.key, seq)
+        target = self._inputs.target
+        return labels.client_order_id(
+            target.master_account_id, self._inputs.key, seq, target.instance
+        )
 
     def add(self, intent: Intent) -> None:
         self.intents.append(intent)

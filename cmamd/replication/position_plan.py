@@ -261,13 +261,25 @@ def _adopt(
 ) -> None:
     volume = sum(c.volume for c in copies)
     plan.note(f"adopting {len(copies)} copies found on the follower ({volume} cents)")
-    link = plan.new_link(
-        LinkStatus.OPEN, master_volume=master_position.volume, follower_volume=volume
-    )
+    basis = (master_position.volume, volume)
+    # Filled copies of the origin order were sized on that order's basis; the master may
+    # have amended the order (while the daemon was away) before both filled: keep the basis
+    # so that the volume is corrected below, not frozen at the old size.
+    origin_link = inputs.link_of(origin) if origin is not None else None
+    if (
+        origin_link is not None
+        and origin_link.master_volume > 0
+        and origin_link.follower_volume > 0
+        and any(c.label == inputs.label_of(origin_link.key) for c in copies)
+    ):
+        basis = (origin_link.master_volume, origin_link.follower_volume)
+    link = plan.new_link(LinkStatus.OPEN, master_volume=basis[0], follower_volume=basis[1])
     plan.link = dataclasses.replace(link, origin_key=origin)
     # what was mirrored before the state was lost is unknown: compare with the copies
     if inputs.dest.copy_sl_tp:
         _amend_levels(plan, inputs, master_position, copies)
+    if basis != (master_position.volume, volume):
+        _follow_volume(plan, inputs, master_position, copies)
 
 
 def _follow_volume(
@@ -363,15 +375,19 @@ def _follow_levels(
     assert link is not None
     if not inputs.dest.copy_sl_tp:
         return
-    if (master_position.stop_loss, master_position.take_profit) == (link.master_sl, link.master_tp):
+    mirrored = (master_position.stop_loss, master_position.take_profit)
+    if link.levels_confirmed and mirrored == (link.master_sl, link.master_tp):
         return
+    # the levels changed, or an amend was decided but never seen done (a crash before or
+    # after it left, a refusal): compare with the copies as the broker reports them
     _amend_levels(plan, inputs, master_position, copies)
 
 
 def _amend_levels(
     plan: PlanBuilder, inputs: KeyInputs, master_position: Position, copies: list[Position]
 ) -> None:
-    """Set the copies' levels to the master's (absolute), where they differ; record them."""
+    """Set the copies' levels to the master's (absolute), where they differ; record them,
+    confirmed once no copy differs any more."""
     stop, target = follower_levels(
         inputs.dest, master_position.stop_loss, master_position.take_profit
     )
@@ -390,4 +406,10 @@ def _amend_levels(
             )
     link = plan.link
     assert link is not None
-    plan.link = link.mirrored(master_position.stop_loss, master_position.take_profit, inputs.now_ms)
+    amended = any(isinstance(i, AmendPositionProtection) for i in plan.intents)
+    mirrored = link.mirrored(
+        master_position.stop_loss, master_position.take_profit, inputs.now_ms, not amended
+    )
+    # unchanged but for the time stamp: nothing to persist
+    if dataclasses.replace(mirrored, updated_ms=link.updated_ms) != link:
+        plan.link = mirrored

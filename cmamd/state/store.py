@@ -17,7 +17,7 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -252,6 +252,36 @@ class StateStore:
             cursor = conn.execute(
                 "DELETE FROM links WHERE status = ? AND updated_ms < ?",
                 (CLOSED_LINK_STATUS, older_than_ms),
+            )
+        return cursor.rowcount
+
+    def delete_links(self, identities: Sequence[tuple[str, int, int, str]]) -> int:
+        """Forget these links, each given as (rule, master id, follower id, key)."""
+        with self._transaction() as conn:
+            cursor = conn.executemany(
+                "DELETE FROM links WHERE rule = ? AND master_account_id = ? "
+                "AND follower_account_id = ? AND key = ?",
+                list(identities),
+            )
+        return cursor.rowcount
+
+    def delete_finished_links_except(
+        self, keep: Collection[tuple[str, int, int]], older_than_ms: int
+    ) -> int:
+        """Forget finished links (not opening/open) of every (rule, master id, follower id)
+        not in ``keep`` (destinations no longer configured) older than ``older_than_ms``."""
+        pairs = self._conn.execute(
+            "SELECT DISTINCT rule, master_account_id, follower_account_id FROM links"
+        ).fetchall()
+        gone = [tuple(row) for row in pairs if tuple(row) not in set(keep)]
+        if not gone:
+            return 0
+        with self._transaction() as conn:
+            cursor = conn.executemany(
+                "DELETE FROM links WHERE rule = ? AND master_account_id = ? "
+                "AND follower_account_id = ? AND status NOT IN ('opening', 'open') "
+                "AND updated_ms < ?",
+                [(*pair, older_than_ms) for pair in gone],
             )
         return cursor.rowcount
 

@@ -6,6 +6,7 @@ from cmamd.replication.labels import (
     CLIENT_ORDER_ID_MAX,
     LABEL_MAX,
     client_order_id,
+    client_order_instance,
     is_order_key,
     is_position_key,
     label,
@@ -94,3 +95,16 @@ def test_client_order_id_rejects_bad_input_and_foreign_ids() -> None:
         client_order_id(BIGGEST, f"o{BIGGEST}", 10**9)  # would exceed 50 characters
     for text in ["", "cm0-1-p1", "cm1-1-q1", "order-42", "cm1-01-p1"]:
         assert parse_client_order_id(text) is None
+
+
+def test_client_order_ids_name_the_instance_where_it_fits() -> None:
+    named = client_order_id(44556677, "p123", 3, "k3x9")
+    assert named == "cm3-44556677-p123-k3x9"
+    assert parse_client_order_id(named) == (44556677, "p123", 3)
+    assert client_order_instance(named) == "k3x9"
+    assert client_order_instance("cm3-44556677-p123") is None  # the older form
+    assert client_order_instance("cm3-44556677-p123-K3X9") is None
+    longest = client_order_id(BIGGEST, f"o{BIGGEST}", 9_999_999, "k3x9")
+    assert len(longest) <= CLIENT_ORDER_ID_MAX and client_order_instance(longest) is None
+    with pytest.raises(ValueError):
+        client_order_id(1, "p1", 1, "toolong")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -105,3 +106,12 @@ def test_a_link_cannot_be_built_inconsistent() -> None:
         a_link(key="p")
     with pytest.raises(ValueError):
         a_link(seq=-1)
+
+
+def test_unconfirmed_levels_survive_a_round_trip_and_the_default_is_not_written() -> None:
+    link = a_link()
+    assert "levels_confirmed" not in link.to_dict()
+    pending = dataclasses.replace(link, levels_confirmed=False)
+    assert Link.from_dict(json.loads(json.dumps(pending.to_dict()))) == pending
+    with pytest.raises(ValueError):
+        Link.from_dict({**link.to_dict(), "levels_confirmed": 1})

@@ -13,6 +13,7 @@ from cmamd.replication.intents import (
     OpenPosition,
 )
 from cmamd.replication.links import Link, LinkStatus
+from cmamd.replication.planner import plan_key
 
 from .repl_kit import (
     F_EURUSD,
@@ -23,11 +24,13 @@ from .repl_kit import (
     XAUUSD,
     Broker,
     F,
+    M,
     converge,
     copy_of,
     follower,
     intents_of,
     master,
+    no_rate,
     order_copy,
     plan,
     position,
@@ -428,3 +431,36 @@ def test_a_remainder_the_broker_could_not_keep_closes_the_whole_copy() -> None:
     # 0.10 stays; the 0.08 shortfall is below the minimum, so nothing is reopened
     final = replan_is_quiet(tgt, "p1", m, Broker(f), result)
     assert final is not None and final.status is LinkStatus.OPEN
+
+
+def test_levels_decided_but_never_seen_on_the_copy_are_amended_again() -> None:
+    tgt = target()
+    m = master(position(1, LOT, sl=1.09, tp=1.12))
+    f = follower(copy_of("p1", 50, LOT, sl=1.08, tp=1.13))  # the amend never arrived
+    link = open_link(follower_volume=LOT, master_sl=1.09, master_tp=1.12)
+    assert plan(tgt, "p1", m, f, link).intents == [], "a confirmed mirror is trusted"
+    unconfirmed = dataclasses.replace(link, levels_confirmed=False)
+    result = plan(tgt, "p1", m, f, unconfirmed)
+    assert result.intents == [AmendPositionProtection(F, "p1", 50, 1.09, 1.12)]
+    assert result.link is not None and not result.link.levels_confirmed
+    done = follower(copy_of("p1", 50, LOT, sl=1.09, tp=1.12))
+    seen = plan(tgt, "p1", m, done, result.link)
+    assert seen.intents == [] and seen.link is not None and seen.link.levels_confirmed
+
+
+def test_filled_copies_of_an_amended_origin_order_are_resized_on_its_basis() -> None:
+    """E: the follower's pending copy (2 lots) filled while the daemon was away; the master
+    had amended its order to 3 lots before it filled too. Adopted at 2 lots before."""
+    tgt = target()
+    m = master(position(1, 3 * LOT))
+    f = follower(copy_of("o5", 50, 2 * LOT))
+    origin = Link("r", M, F, "o5", LinkStatus.CLOSED, 2 * LOT, 2 * LOT, seq=1)
+    result = plan_key(
+        tgt, "p1", m, f, None, NOW_MS, {"p1": "o5"}, no_rate, link_of={"o5": origin}.get
+    )
+    (increase,) = result.intents
+    assert isinstance(increase, OpenPosition) and increase.volume == LOT
+    assert result.link is not None and result.link.status is LinkStatus.OPEN
+    assert (result.link.master_volume, result.link.follower_volume) == (2 * LOT, 2 * LOT)
+    plain = plan_key(tgt, "p1", m, f, None, NOW_MS, {"p1": "o5"}, no_rate)
+    assert plain.intents == [], "without the origin's basis: adopted as it is"

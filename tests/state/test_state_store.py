@@ -329,3 +329,43 @@ def test_close_is_idempotent(tmp_path: Path) -> None:
     store = StateStore.open(tmp_path)
     store.close()
     store.close()
+
+
+def test_delete_links_forgets_exactly_the_given_identities(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as store:
+        for key in ("p1", "p2"):
+            store.put_link(
+                {
+                    "rule": "r",
+                    "master_account_id": 1,
+                    "follower_account_id": 2,
+                    "key": key,
+                    "status": "closed",
+                }
+            )
+        assert store.delete_links([("r", 1, 2, "p1"), ("r", 1, 3, "p2")]) == 1
+        assert [r["key"] for r in store.links(include_closed=True)] == ["p2"]
+
+
+def test_finished_links_of_destinations_no_longer_configured_are_forgotten(
+    tmp_path: Path,
+) -> None:
+    with StateStore.open(tmp_path) as store:
+        for rule, key, status in (
+            ("kept", "p1", "closed"),
+            ("gone", "p1", "closed"),
+            ("gone", "p2", "open"),
+        ):
+            store.put_link(
+                {
+                    "rule": rule,
+                    "master_account_id": 1,
+                    "follower_account_id": 2,
+                    "key": key,
+                    "status": status,
+                }
+            )
+        far_future = 2**62
+        assert store.delete_finished_links_except([("kept", 1, 2)], far_future) == 1
+        left = [(r["rule"], r["status"]) for r in store.links(include_closed=True)]
+        assert sorted(left) == [("gone", "open"), ("kept", "closed")]
