@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from structlog.contextvars import bind_contextvars
 
-from cmamd.accounts import convert
+from cmamd.accounts import convert, wire_checks
 from cmamd.accounts.catalogue import Catalogue
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
@@ -86,6 +86,7 @@ class AccountSession:
         self._resync_lock = asyncio.Lock()
         self._recovery: asyncio.Task[Any] | None = None
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
+        self._wire_drops = wire_checks.DropLog(self._log)
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,6 +153,7 @@ class AccountSession:
                 account_id=self.account_id,
             )
             assert isinstance(res, pb.ProtoOAReconcileRes)
+            wire_checks.clean_reconcile(res, self.state, self._wire_drops)
             positions = {p.positionId: convert.position(p) for p in res.position}
             orders = {
                 o.orderId: convert.pending_order(o) for o in res.order if convert.is_resting(o)
@@ -385,6 +387,8 @@ class AccountSession:
             self._start_recovery("account disconnected by the server")
 
     def _on_execution(self, event: pb.ProtoOAExecutionEvent) -> None:
+        if wire_checks.drop_invalid_execution(event, self.state, self._wire_drops):
+            return
         keys: set[str] = set()
         origins: dict[str, str] = {}
         if event.HasField("position"):

@@ -73,6 +73,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from cmamd.accounts.model import AccountState
+from cmamd.replication import input_guard
 from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
 from cmamd.replication.labels import (
     is_order_key,
@@ -145,7 +146,7 @@ def keys_for(
         if ended and is_order_key(key) and key in owner_of:
             keys.add(owner_of[key])
     keys |= {key for key, link in by_key.items() if link.active}
-    return sorted(keys, key=_key_order)
+    return sorted(filter(input_guard.is_item_key, keys), key=_key_order)
 
 
 def _by_key(links: Mapping[str, Link] | Iterable[Link]) -> Mapping[str, Link]:
@@ -180,6 +181,9 @@ def plan_key(
     an open or placement for another key is in flight on (a netted follower must not mix
     two items in one position).
     """
+    refused = input_guard.refusal(key, master, follower, origins)
+    if refused is not None:
+        return KeyPlan(key, notes=[refused])
     parsed = parse_key(key)
     if parsed is None:
         raise ValueError(f"not a master item key: {key!r}")
