@@ -29,6 +29,7 @@ from cmamd.accounts.tokens import TokenKeeper
 from cmamd.config.diff import diff_configs, fingerprint_of
 from cmamd.config.loader import ConfigError, load_config
 from cmamd.config.models import AccountConfig, Config
+from cmamd.config.problems import format_path
 from cmamd.config.rules import VolumeMode
 from cmamd.daemon import reload_status
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
@@ -87,6 +88,8 @@ class Daemon:
         configure_logging(
             config.logging.level, config.logging.format, secrets=config.secret_values()
         )
+        for loc, message in config.warnings():  # what check-config would have warned about
+            log.warning("configuration warning", path=format_path(loc), problem=message)
         try:
             self.store = StateStore.open(config.state_dir)
         except Exception as exc:
