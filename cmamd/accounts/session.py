@@ -86,7 +86,7 @@ class AccountSession:
         self._resync_lock = asyncio.Lock()
         self._recovery: asyncio.Task[Any] | None = None
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
-        self._wire_drops = wire_checks.DropLog(self._log)
+        self._wire = wire_checks.WireGuard(self._log)
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -153,7 +153,7 @@ class AccountSession:
                 account_id=self.account_id,
             )
             assert isinstance(res, pb.ProtoOAReconcileRes)
-            wire_checks.clean_reconcile(res, self.state, self._wire_drops)
+            self._wire.clean_reconcile(res, self.state)
             positions = {p.positionId: convert.position(p) for p in res.position}
             orders = {
                 o.orderId: convert.pending_order(o) for o in res.order if convert.is_resting(o)
@@ -387,7 +387,7 @@ class AccountSession:
             self._start_recovery("account disconnected by the server")
 
     def _on_execution(self, event: pb.ProtoOAExecutionEvent) -> None:
-        if wire_checks.drop_invalid_execution(event, self.state, self._wire_drops):
+        if self._wire.execution_refused(event, self.state):
             return
         keys: set[str] = set()
         origins: dict[str, str] = {}

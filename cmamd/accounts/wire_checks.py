@@ -15,6 +15,10 @@ Bounds, and why:
 - prices, SL/TP: finite, 0 <= price <= ``MAX_PRICE`` (the planner rounds them in Decimal).
 - timestamps: 0 (absent) up to ``MAX_TIMESTAMP_MS``; negative or far-future is corrupt.
 - the symbol is in the account's catalogue; the side is buy or sell.
+
+Replays are refused too (``WireGuard``): position and order ids are never reused, so an
+event reopening a position seen closed, or putting back on the book an order seen ended,
+is an old event; so is one older (``utcLastUpdateTimestamp``) than the item held.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -192,21 +197,108 @@ def execution_problem(event: pb.ProtoOAExecutionEvent, symbols: Symbols) -> str 
     )
 
 
+# -- replays ---------------------------------------------------------------------------------
+
+
+def replay_problem(
+    event: pb.ProtoOAExecutionEvent,
+    state: AccountState,
+    ended_positions: Collection[int],
+    ended_orders: Collection[int],
+) -> str | None:
+    """Why the event is an old one played again (ids are never reused), or None."""
+    if event.HasField("position"):
+        pos = event.position
+        if pos.positionId in ended_positions and pos.positionStatus != (
+            model_pb2.POSITION_STATUS_CLOSED
+        ):
+            return f"position {pos.positionId} was closed before: a replayed event"
+        held = state.positions.get(pos.positionId)
+        if held is not None and 0 < pos.utcLastUpdateTimestamp < held.updated_ms:
+            return f"position {pos.positionId}: older than the state held (a replayed event)"
+    if event.HasField("order"):
+        order = event.order
+        if order.orderId in ended_orders and order.orderStatus == model_pb2.ORDER_STATUS_ACCEPTED:
+            return f"order {order.orderId} ended before: a replayed event"
+        resting = state.orders.get(order.orderId)
+        if resting is not None and 0 < order.utcLastUpdateTimestamp < resting.updated_ms:
+            return f"order {order.orderId}: older than the state held (a replayed event)"
+    return None
+
+
+ENDED_ORDER_STATUSES = frozenset(
+    {
+        model_pb2.ORDER_STATUS_FILLED,
+        model_pb2.ORDER_STATUS_REJECTED,
+        model_pb2.ORDER_STATUS_EXPIRED,
+        model_pb2.ORDER_STATUS_CANCELLED,
+    }
+)
+MAX_ENDED_IDS = 50_000  # ids remembered as ended, per kind: replays are of recent events
+
+
+class _RecentIds:
+    """A bounded set of ids, oldest forgotten first."""
+
+    def __init__(self, limit: int) -> None:
+        self._ids: OrderedDict[int, None] = OrderedDict()
+        self._limit = limit
+
+    def add(self, value: int) -> None:
+        self._ids[value] = None
+        self._ids.move_to_end(value)
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids)
+
+
 # -- applying the checks --------------------------------------------------------------------
 
 
-def drop_invalid_execution(
-    event: pb.ProtoOAExecutionEvent, state: AccountState, drops: DropLog
-) -> bool:
-    """True when the event must not be applied (it was reported to ``drops``)."""
-    problem = execution_problem(event, state.symbols_by_id)
-    if problem is None:
+class WireGuard:
+    """One account's gate for wire data: checks, replay memory, bounded error lines."""
+
+    def __init__(self, log: Any, *, ended_limit: int = MAX_ENDED_IDS) -> None:
+        self.drops = DropLog(log)
+        self.ended_positions = _RecentIds(ended_limit)
+        self.ended_orders = _RecentIds(ended_limit)
+
+    def execution_refused(self, event: pb.ProtoOAExecutionEvent, state: AccountState) -> bool:
+        """True when the event must not be applied (it was reported); else remembers what
+        it ends."""
+        problem = execution_problem(event, state.symbols_by_id) or replay_problem(
+            event, state, self.ended_positions, self.ended_orders
+        )
+        if problem is not None:
+            self.drops.drop("execution event", problem)
+            return True
+        closed = model_pb2.POSITION_STATUS_CLOSED
+        if event.HasField("position") and event.position.positionStatus == closed:
+            self.ended_positions.add(event.position.positionId)
+        if event.HasField("order") and event.order.orderStatus in ENDED_ORDER_STATUSES:
+            self.ended_orders.add(event.order.orderId)
         return False
-    drops.drop("execution event", problem)
-    return True
+
+    def clean_reconcile(self, res: pb.ProtoOAReconcileRes, state: AccountState) -> None:
+        """``sanitise_reconcile``, and what the account held but no longer holds has ended."""
+        sanitise_reconcile(res, state, self.drops)
+        open_now = {p.positionId for p in res.position}
+        for position_id in state.positions.keys() - open_now:
+            self.ended_positions.add(position_id)
+        resting_now = {o.orderId for o in res.order}
+        for order_id in state.orders.keys() - resting_now:
+            self.ended_orders.add(order_id)
 
 
-def clean_reconcile(res: pb.ProtoOAReconcileRes, state: AccountState, drops: DropLog) -> None:
+def sanitise_reconcile(res: pb.ProtoOAReconcileRes, state: AccountState, drops: DropLog) -> None:
     """Make ``res`` safe to apply, in place: a bad item is replaced by what the account
     held for that id before, or left out when nothing was known about it.
 

@@ -166,7 +166,7 @@ async def test_a_flood_of_absurd_events_logs_a_bounded_number_of_lines(
 ) -> None:
     conn, session, _ = ready
     lines = Lines()
-    monkeypatch.setattr(session, "_wire_drops", DropLog(lines))
+    monkeypatch.setattr(session._wire, "drops", DropLog(lines))
     for i in range(500):
         conn.feed(filled(position=position(1000 + i, volume=2**62)))
     assert len(lines.errors) <= 5
@@ -200,3 +200,47 @@ def test_a_kept_item_round_trips_through_the_wire_form() -> None:
         order(21, stopLoss=1.06, expirationTimestamp=1_800_000_000_000, positionId=4)
     )
     assert convert.pending_order(wire_checks.pending_order_to_pb(pending)) == pending
+
+
+# replays -----------------------------------------------------------------------------------
+async def test_a_replayed_fill_of_a_closed_position_does_not_reopen_it(ready: Ready) -> None:
+    conn, session, changes = ready
+    opened = filled(position=position(7, volume=100_000, utcLastUpdateTimestamp=1_000))
+    conn.feed(opened)
+    closed = position(
+        7, volume=0, status=model_pb2.POSITION_STATUS_CLOSED, utcLastUpdateTimestamp=2_000
+    )
+    conn.feed(filled(position=closed))
+    assert 7 not in session.state.positions and len(changes) == 2
+    conn.feed(opened)  # the same open fill again
+    assert 7 not in session.state.positions and len(changes) == 2
+
+
+async def test_an_older_update_of_an_open_position_is_not_applied(ready: Ready) -> None:
+    conn, session, changes = ready
+    conn.feed(filled(position=position(7, volume=300_000, utcLastUpdateTimestamp=5_000)))
+    conn.feed(filled(position=position(7, volume=100_000, utcLastUpdateTimestamp=4_000)))
+    assert session.state.positions[7].volume == 300_000 and len(changes) == 1
+    conn.feed(filled(position=position(7, volume=200_000, utcLastUpdateTimestamp=5_000)))
+    assert session.state.positions[7].volume == 200_000  # same time: not older, applied
+
+
+async def test_an_ended_order_is_not_put_back_on_the_book(ready: Ready) -> None:
+    conn, session, _ = ready
+    accepted = execution(model_pb2.ORDER_ACCEPTED, order=order(30))
+    conn.feed(accepted)
+    assert 30 in session.state.orders
+    cancelled = order(30, status=model_pb2.ORDER_STATUS_CANCELLED)
+    conn.feed(execution(model_pb2.ORDER_CANCELLED, order=cancelled))
+    conn.feed(accepted)
+    assert 30 not in session.state.orders
+
+
+async def test_what_a_reconcile_no_longer_shows_has_ended(ready: Ready) -> None:
+    conn, session, _ = ready
+    conn.positions, conn.orders = [], []
+    await session.resync()
+    assert session.state.positions == {} and session.state.orders == {}
+    conn.feed(filled(position=position(11, volume=500_000)))  # an old fill of position 11
+    conn.feed(execution(model_pb2.ORDER_ACCEPTED, order=order(21)))
+    assert session.state.positions == {} and session.state.orders == {}
