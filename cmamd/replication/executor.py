@@ -20,6 +20,7 @@ from typing import Any
 from structlog.contextvars import bound_contextvars
 
 from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.connection.errors import RequestNotSent
 from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
@@ -349,6 +350,10 @@ class Replicator:
             )
         except OutcomeUnknown as exc:
             return "unknown", str(exc) or "no answer", False
+        except RequestNotSent as exc:
+            # It never left the process (the link is down): planned again once the
+            # reconnect's reconcile reports the accounts, like a de-authorised account.
+            return "deferred", f"not sent: {exc}", False
         except OpenApiError as exc:
             gone = {"POSITION_NOT_FOUND", "POSITION_NOT_OPEN"}
             if isinstance(intent, ClosePosition) and exc.code in gone:
