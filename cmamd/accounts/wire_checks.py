@@ -9,9 +9,9 @@ that fails (one error line, bounded by ``DropLog``) and keeps what it knew befor
 Bounds, and why:
 - ids (position, order, deal, symbol) are positive: the server numbers from 1, and a key
   such as ``p-5`` fits no label.
-- volumes: an order or deal 0 < volume <= the symbol's maxVolume; a position up to
-  ``POSITION_VOLUME_FACTOR`` x maxVolume (a netted position sums orders each within it),
-  0 allowed once closed; never above ``MAX_VOLUME`` whatever the symbol says.
+- volumes: an order or deal 0 < volume <= the symbol's maxVolume; a position (and a
+  closing order) up to ``POSITION_VOLUME_FACTOR`` x maxVolume (a netted position sums
+  orders each within it), 0 allowed once closed; never above ``MAX_VOLUME``.
 - prices, SL/TP: finite, 0 <= price <= ``MAX_PRICE`` (the planner rounds them in Decimal).
 - timestamps: 0 (absent) up to ``MAX_TIMESTAMP_MS``; negative or far-future is corrupt.
 - the symbol is in the account's catalogue; the side is buy or sell.
@@ -114,14 +114,18 @@ def position_problem(
 
 
 def order_problem(
-    order: PendingOrder, symbols: Symbols, *, known_symbol: bool = True
+    order: PendingOrder, symbols: Symbols, *, known_symbol: bool = True, volume_factor: int = 1
 ) -> str | None:
+    """What is wrong with an order (``volume_factor``: a closing order may close a netted
+    position, which may be larger than one order)."""
     spec, unknown = _symbol(symbols, order.symbol_id)
     return _first(
         _id_problem("order id", order.order_id),
         unknown if known_symbol else None,
         _id_problem("position id", order.position_id) if order.position_id is not None else None,
-        _volume_problem("order volume", order.volume, _max(spec) if spec else MAX_VOLUME),
+        _volume_problem(
+            "order volume", order.volume, (_max(spec) if spec else MAX_VOLUME) * volume_factor
+        ),
         _price_problem("limit price", order.limit_price),
         _price_problem("stop price", order.stop_price),
         _price_problem("stop loss", order.stop_loss),
@@ -138,18 +142,29 @@ def _max(spec: SymbolSpec) -> int:
 # -- protobuf (what the server sent) --------------------------------------------------------
 
 
+# Before the catalogue is loaded (events between the account's auth and its first
+# reconcile, which replaces them anyway) "known symbol" cannot be checked; the rest can.
+
+
 def pb_position_problem(pos: model_pb2.ProtoOAPosition, symbols: Symbols) -> str | None:
     if pos.tradeData.tradeSide not in convert.SIDES:
         return f"position {pos.positionId}: trade side {pos.tradeData.tradeSide} is not buy/sell"
     is_open = pos.positionStatus == model_pb2.POSITION_STATUS_OPEN
-    problem = position_problem(convert.position(pos), symbols, open_=is_open)
+    problem = position_problem(
+        convert.position(pos), symbols, open_=is_open, known_symbol=bool(symbols)
+    )
     return None if problem is None else f"position {pos.positionId}: {problem}"
 
 
 def pb_order_problem(order: model_pb2.ProtoOAOrder, symbols: Symbols) -> str | None:
     if order.tradeData.tradeSide not in convert.SIDES:
         return f"order {order.orderId}: trade side {order.tradeData.tradeSide} is not buy/sell"
-    problem = order_problem(convert.pending_order(order), symbols) or _first(
+    problem = order_problem(
+        convert.pending_order(order),
+        symbols,
+        known_symbol=bool(symbols),
+        volume_factor=POSITION_VOLUME_FACTOR if order.closingOrder else 1,
+    ) or _first(
         _price_problem("execution price", order.executionPrice)
         if order.HasField("executionPrice")
         else None,
@@ -164,11 +179,11 @@ def pb_deal_problem(deal: model_pb2.ProtoOADeal, symbols: Symbols) -> str | None
         _id_problem("deal id", deal.dealId),
         _id_problem("order id", deal.orderId),
         _id_problem("position id", deal.positionId),
-        unknown,
-        _volume_problem("deal volume", deal.volume, _max(spec)) if spec is not None else None,
-        _volume_problem("filled volume", deal.filledVolume, _max(spec), zero_ok=True)
-        if spec is not None
-        else None,
+        unknown if symbols else None,
+        _volume_problem("deal volume", deal.volume, _max(spec) if spec else MAX_VOLUME),
+        _volume_problem(
+            "filled volume", deal.filledVolume, _max(spec) if spec else MAX_VOLUME, zero_ok=True
+        ),
         _price_problem("execution price", deal.executionPrice)
         if deal.HasField("executionPrice")
         else None,

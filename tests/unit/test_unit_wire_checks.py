@@ -244,3 +244,16 @@ async def test_what_a_reconcile_no_longer_shows_has_ended(ready: Ready) -> None:
     conn.feed(filled(position=position(11, volume=500_000)))  # an old fill of position 11
     conn.feed(execution(model_pb2.ORDER_ACCEPTED, order=order(21)))
     assert session.state.positions == {} and session.state.orders == {}
+
+
+def test_before_the_catalogue_is_loaded_only_the_symbol_cannot_be_checked() -> None:
+    assert execution_problem(filled(position=position(7, symbol_id=99)), {}) is None
+    assert execution_problem(filled(position=position(7, volume=2**62)), {}) is not None
+    assert execution_problem(filled(deal=closing_deal(7, balance=1)), {}) is None
+
+
+def test_a_closing_order_may_be_as_large_as_a_netted_position() -> None:
+    closing = order(50, kind=model_pb2.MARKET, volume=3_000_000_000, closingOrder=True)
+    assert execution_problem(filled(order=closing), SYMBOLS) is None
+    opening = order(50, kind=model_pb2.MARKET, volume=3_000_000_000)
+    assert execution_problem(filled(order=opening), SYMBOLS) is not None
