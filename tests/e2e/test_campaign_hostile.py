@@ -175,11 +175,13 @@ class Campaign:
     def fresh_id(self) -> int:
         return 900_000_000 + next(self.forged_ids)
 
-    def forged_fill(self, **position: Any) -> bytes:
-        """A master ORDER_FILLED event for a new position with the given fields."""
+    def forged_fill(self, account: str = "master", **position: Any) -> bytes:
+        """An ORDER_FILLED event of ``account`` for a new position with the given fields
+        (a follower's is labelled as a copy of a master position)."""
         pid = position.pop("positionId", self.fresh_id())
         volume = position.pop("volume", 100_000)
-        symbol_id = position.pop("symbolId", self.sim_symbol_id("EURUSD"))
+        symbol_id = position.pop("symbolId", self.symbol_id(account, "EURUSD"))
+        text = "" if account == "master" else label(self.master, f"p{self.fresh_id()}")
         pos = model_pb2.ProtoOAPosition(
             positionId=pid,
             tradeData=model_pb2.ProtoOATradeData(
@@ -187,6 +189,7 @@ class Campaign:
                 volume=volume,
                 tradeSide=model_pb2.BUY,
                 openTimestamp=int(time.time() * 1000),
+                label=text,
             ),
             positionStatus=model_pb2.POSITION_STATUS_OPEN,
             swap=0,
@@ -202,16 +205,16 @@ class Campaign:
             positionId=pid,
         )
         event = messages_pb2.ProtoOAExecutionEvent(
-            ctidTraderAccountId=self.master,
+            ctidTraderAccountId=self.ids[account],
             executionType=model_pb2.ORDER_FILLED,
             position=pos,
             order=order,
         )
         return codec.encode(event)
 
-    def sim_symbol_id(self, name: str) -> int:
-        session = self.daemon.daemon.sessions["master"]  # type: ignore[union-attr]
-        spec = session.symbol(name)
+    def symbol_id(self, account: str, name: str) -> int:
+        session = self.daemon.daemon.sessions[account]  # type: ignore[union-attr]
+        spec = session.symbol(name if account != "follower-suffix" else f"{name}.m")
         assert spec is not None
         return spec.symbol_id
 
@@ -284,6 +287,9 @@ async def absurd_values(c: Campaign) -> None:
         c.forged_fill(positionId=-c.fresh_id()),
         c.forged_fill(symbolId=987_654),
         c.forged_fill(utcLastUpdateTimestamp=2**62),
+        c.forged_fill("follower-hedged", stopLoss=math.nan),  # a "copy" to close or adopt
+        c.forged_fill("follower-suffix", volume=2**62),
+        c.forged_fill("follower-hedged", positionId=-c.fresh_id()),
     ]
     await c.proxy.inject(forged * (1 if not c.full else 5))
 
@@ -312,6 +318,11 @@ async def wrong_reply_to_an_order(c: Campaign) -> None:
     c.proxy.wrong_reply_to_next(
         messages_pb2.ProtoOANewOrderReq, messages_pb2.ProtoOAVersionRes(version="hostile")
     )
+
+
+async def wrong_reply_to_a_close(c: Campaign) -> None:
+    reply = messages_pb2.ProtoOAVersionRes(version="hostile")
+    c.proxy.wrong_reply_to_next(messages_pb2.ProtoOAClosePositionReq, reply)  # the canary's
 
 
 async def wrong_reply_to_a_reconcile(c: Campaign) -> None:
@@ -345,6 +356,7 @@ SCENARIOS: dict[str, Scenario] = {
     "absurd values": absurd_values,
     "replayed fills": replayed_fills,
     "wrong reply to an order": wrong_reply_to_an_order,
+    "wrong reply to a close": wrong_reply_to_a_close,
     "wrong reply to a reconcile": wrong_reply_to_a_reconcile,
     "flood": flood,
     "close right after a fill": close_right_after_a_fill,
