@@ -26,6 +26,7 @@ from pydantic import BaseModel, SecretStr
 
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.tokens import TokenKeeper
+from cmamd.config import placeholders
 from cmamd.config.diff import diff_configs, fingerprint_of
 from cmamd.config.loader import ConfigError, load_config
 from cmamd.config.models import AccountConfig, Config
@@ -88,7 +89,7 @@ class Daemon:
         configure_logging(
             config.logging.level, config.logging.format, secrets=config.secret_values()
         )
-        for loc, message in config.warnings():  # what check-config would have warned about
+        for loc, message in placeholders.warnings(config):  # the example's ids: cannot work
             log.warning("configuration warning", path=format_path(loc), problem=message)
         try:
             self.store = StateStore.open(config.state_dir)
