@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from structlog.contextvars import bind_contextvars
 
-from cmamd.accounts import convert, wire_checks
+from cmamd.accounts import convert, wire_guard
 from cmamd.accounts.catalogue import Catalogue
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
@@ -86,7 +86,7 @@ class AccountSession:
         self._resync_lock = asyncio.Lock()
         self._recovery: asyncio.Task[Any] | None = None
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
-        self._wire = wire_checks.WireGuard(self._log)
+        self._wire = wire_guard.WireGuard(self._log)
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:

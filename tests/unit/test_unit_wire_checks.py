@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from cmamd.accounts import wire_checks
+from cmamd.accounts import wire_guard
 from cmamd.accounts.model import SymbolSpec
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.accounts.tokens import TokenKeeper
-from cmamd.accounts.wire_checks import DropLog, execution_problem
+from cmamd.accounts.wire_checks import execution_problem
+from cmamd.accounts.wire_guard import DropLog
 from cmamd.protocol.proto import model_pb2
 from cmamd.state.store import StateStore
 
@@ -195,11 +196,11 @@ def test_a_kept_item_round_trips_through_the_wire_form() -> None:
     from cmamd.accounts import convert
 
     pos = convert.position(position(11, volume=500_000, stopLoss=1.08, takeProfit=1.09))
-    assert convert.position(wire_checks.position_to_pb(pos)) == pos
+    assert convert.position(wire_guard.position_to_pb(pos)) == pos
     pending = convert.pending_order(
         order(21, stopLoss=1.06, expirationTimestamp=1_800_000_000_000, positionId=4)
     )
-    assert convert.pending_order(wire_checks.pending_order_to_pb(pending)) == pending
+    assert convert.pending_order(wire_guard.pending_order_to_pb(pending)) == pending
 
 
 # replays -----------------------------------------------------------------------------------
