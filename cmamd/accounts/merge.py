@@ -5,7 +5,7 @@ snapshots, all items at once. Neither may take the cache back in time:
 
 - an event older than what is known for its item (``utcLastUpdateTimestamp``), or about an
   item already known to have ended (a closed position, a filled or cancelled order), is
-  stale or replayed and is ignored;
+  stale or replayed and is refused before it is applied (``wire_guard``);
 - a reconcile snapshot is merged with the events that arrived while it was in flight, not
   written over them: an item such an event touched keeps the newer of the two versions,
   and an item it ended stays ended (a position never reopens, an order never comes back).
@@ -13,12 +13,8 @@ snapshots, all items at once. Neither may take the cache back in time:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Protocol, TypeVar
-
-ENDED_REMEMBERED = 4096
-"""Ended items remembered per account to recognise stale events about them."""
 
 
 class Versioned(Protocol):
@@ -27,12 +23,6 @@ class Versioned(Protocol):
 
 
 T = TypeVar("T", bound=Versioned)
-
-
-def is_stale(known: Versioned | None, incoming: Versioned) -> bool:
-    """An event version older than the one already known (an event without a timestamp
-    cannot be judged and is taken)."""
-    return known is not None and 0 < incoming.updated_ms < known.updated_ms
 
 
 def merge_snapshot(
@@ -52,23 +42,3 @@ def merge_snapshot(
         snap = snapshot.get(item_id)
         merged[item_id] = snap if snap is not None and snap.updated_ms > now.updated_ms else now
     return merged
-
-
-class EndedItems:
-    """Keys (``p<id>``, ``o<id>``) of items known to have ended, the most recent ones."""
-
-    def __init__(self, capacity: int = ENDED_REMEMBERED) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
-
-    def add(self, key: str) -> None:
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self._capacity:
-            self._keys.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        self._keys.pop(key, None)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._keys

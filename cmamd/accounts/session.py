@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from structlog.contextvars import bind_contextvars
 
-from cmamd.accounts import convert, merge
+from cmamd.accounts import convert, merge, wire_guard
 from cmamd.accounts.catalogue import Catalogue
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
@@ -88,12 +88,12 @@ class AccountSession:
         self._resync_lock = asyncio.Lock()
         # keys events changed while a reconcile is in flight (None: none in flight)
         self._changed_in_flight: set[str] | None = None
-        self._ended = merge.EndedItems()
         self._recovery: asyncio.Task[Any] | None = None
         self.needs_reauth: str | None = None  # why the account waits for `cmamd auth`
         self._reauth_watch: asyncio.Task[Any] | None = None
         self._refused_refresh: str | None = None  # the pair a new one must differ from
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
+        self._wire = wire_guard.WireGuard(self._log)
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -165,6 +165,7 @@ class AccountSession:
             finally:
                 changed, self._changed_in_flight = self._changed_in_flight, None
             assert isinstance(res, pb.ProtoOAReconcileRes)
+            self._wire.clean_reconcile(res, self.state)
             positions = {p.positionId: convert.position(p) for p in res.position}
             orders = {
                 o.orderId: convert.pending_order(o) for o in res.order if convert.is_resting(o)
@@ -430,39 +431,31 @@ class AccountSession:
             self._start_recovery("account disconnected by the server")
 
     def _on_execution(self, event: pb.ProtoOAExecutionEvent) -> None:
+        if self._wire.execution_refused(event, self.state):
+            return
         keys: set[str] = set()
         origins: dict[str, str] = {}
         if event.HasField("position"):
             pos = event.position
             key = f"p{pos.positionId}"
             if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN:
-                position = convert.position(pos)
-                # a stale or replayed event never takes an item back in time (merge.py)
-                known = self.state.positions.get(pos.positionId)
-                if key not in self._ended and not merge.is_stale(known, position):
-                    self.state.positions[pos.positionId] = position
-                    keys.add(key)
+                # stale and replayed events were refused above (wire_guard)
+                self.state.positions[pos.positionId] = convert.position(pos)
+                keys.add(key)
             elif pos.positionStatus in (
                 model_pb2.POSITION_STATUS_CLOSED,
                 model_pb2.POSITION_STATUS_ERROR,
             ):
                 self.state.positions.pop(pos.positionId, None)
-                self._ended.add(key)
                 keys.add(key)
         if event.HasField("order"):
             order = event.order
             key = f"o{order.orderId}"
             if convert.is_resting(order):
-                pending = convert.pending_order(order)
-                known_order = self.state.orders.get(order.orderId)
-                if key not in self._ended and not merge.is_stale(known_order, pending):
-                    self.state.orders[order.orderId] = pending
-                    keys.add(key)
-            elif self.state.orders.pop(order.orderId, None) is not None:
-                self._ended.add(key)
+                self.state.orders[order.orderId] = convert.pending_order(order)
                 keys.add(key)
-            elif order.orderType in convert.PENDING_KINDS:
-                self._ended.add(key)
+            elif self.state.orders.pop(order.orderId, None) is not None:
+                keys.add(key)
             if (
                 event.executionType == model_pb2.ORDER_FILLED
                 and order.orderType in convert.PENDING_KINDS

@@ -28,6 +28,7 @@ from cmamd.config.problems import (
     Problem,
     format_path,
 )
+from cmamd.config.regular_file import read_regular
 from cmamd.config.secrets import LoadContext
 from cmamd.config.yamlsource import ParsedYaml, YamlProblems, parse_yaml
 
@@ -96,8 +97,7 @@ def load_config_report(path: Path, *, environ: Mapping[str, str] | None = None) 
 
 def _read(path: Path, source: str) -> str:
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        raw = read_regular(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigUnreadable(
             source, [Problem("", None, f"cannot read: {exc.strerror or exc}")]

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from cmamd.config import crosscheck, operating
+from cmamd.config import crosscheck, operating, placeholders
 from cmamd.config.problems import Loc, LocatedProblems
 from cmamd.config.rules import CopyRule
 from cmamd.config.secrets import LoadContext, anchor_path, check_credential_name, resolve_secret
@@ -40,6 +40,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/cmamd")
 MAX_RPS = 50  # FACTS §8: 50 non-historical requests per second per connection
 MAX_HEARTBEAT_S = 10.0  # FACTS §3: send a heartbeat at least every 10 s
 CTRADER_JSON_PORT = 5036
+MAX_SILENCE_TIMEOUT_S = 300.0  # a dead link noticed after 5 minutes at worst
 
 
 def _account_name(value: str) -> str:
@@ -133,7 +134,7 @@ class ApiConfig(Section):
     ca_file: ConfigPath | None = None
     request_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     heartbeat_interval_s: PositiveSeconds = MAX_HEARTBEAT_S
-    silence_timeout_s: PositiveSeconds = 30.0
+    silence_timeout_s: Annotated[float, Field(gt=0, le=MAX_SILENCE_TIMEOUT_S)] = 30.0
 
     _client_secret: SecretStr = PrivateAttr(default=SecretStr(""))
 
@@ -167,7 +168,9 @@ class ApiConfig(Section):
             host.endswith("ctraderapi.com") for host in (self.live_host, self.demo_host)
         ):
             problems.append((("port",), "5036 is the JSON port; cmamd speaks protobuf on 5035"))
-        if self.ca_file is not None:
+        if self.ca_file is not None and self.ca_file.exists() and not self.ca_file.is_file():
+            problems.append((("ca_file",), f"{self.ca_file} is not a regular file"))
+        elif self.ca_file is not None:
             # load it now so that check-config, not the first connection, finds a bad bundle
             try:
                 ssl.create_default_context().load_verify_locations(cafile=self.ca_file)
@@ -215,7 +218,7 @@ class LoggingConfig(Section):
 
 class AccountConfig(Section):
     name: AccountName
-    account_id: Annotated[int, Field(gt=0)]  # ctidTraderAccountId, not the trader login
+    account_id: Annotated[int, Field(gt=0, lt=2**63)]  # ctidTraderAccountId, not the trader login
     live: bool
     enabled: bool = True
     # Bootstrap tokens, used only while the state store holds none for this account.
@@ -295,7 +298,7 @@ class Config(Section):
 
     def warnings(self) -> list[tuple[Loc, str]]:
         """Legal but probably unintended or unsafe settings, for check-config and reloads."""
-        return crosscheck.warnings(self) + operating.warnings(self)
+        return crosscheck.warnings(self) + operating.warnings(self) + placeholders.warnings(self)
 
     def secret_values(self) -> list[str]:
         """Every secret held, for log redaction; never print these."""

@@ -39,6 +39,10 @@ class VolumeMode(StrEnum):
 
 
 Positive = Annotated[Decimal, Field(gt=0)]
+# Upper bounds: far above any sane setting, low enough that a typo (1e400, an extra few
+# zeros) is an error at load time instead of a huge order at the first trade.
+MAX_FACTOR = Decimal(1000)  # multiplier, balance_ratio, equity_ratio
+MAX_LOTS = Decimal(10_000)  # fixed_lots, min_lots, max_lots
 
 
 class VolumeRule(StrictModel):
@@ -58,6 +62,20 @@ class VolumeRule(StrictModel):
             raise ValueError(f"min_lots ({self.min_lots}) is above max_lots ({self.max_lots})")
         if self.mode is VolumeMode.RISK_PERCENT and self.value > 100:
             raise ValueError("risk_percent value is a percentage of equity: at most 100")
+        return self
+
+    @model_validator(mode="after")
+    def _upper_bounds(self) -> VolumeRule:
+        lots_mode = self.mode is VolumeMode.FIXED_LOTS
+        if self.mode is not VolumeMode.RISK_PERCENT and not lots_mode and self.value > MAX_FACTOR:
+            raise ValueError(f"{self.mode.value} value {self.value} is above {MAX_FACTOR}")
+        for name, lots in (
+            ("value", self.value if lots_mode else None),
+            ("min_lots", self.min_lots),
+            ("max_lots", self.max_lots),
+        ):
+            if lots is not None and lots > MAX_LOTS:
+                raise ValueError(f"{name} {lots} is above {MAX_LOTS} lots")
         return self
 
 

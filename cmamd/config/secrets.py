@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationInfo
 
 from cmamd.config.problems import Loc
+from cmamd.config.regular_file import read_regular
 
 # A secret is a few hundred bytes at most; the cap keeps a wrong path such as /dev/zero or
 # a log file from being slurped.
@@ -47,8 +48,7 @@ class SecretUnavailable(ValueError):
 
 def read_secret_file(path: Path) -> SecretStr:
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_SECRET_BYTES + 1)
+        raw = read_regular(path, MAX_SECRET_BYTES)
     except OSError as exc:
         raise SecretUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(raw) > MAX_SECRET_BYTES:

@@ -27,9 +27,11 @@ from pydantic import SecretStr
 
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.tokens import TokenKeeper
+from cmamd.config import placeholders
 from cmamd.config.diff import diff_configs
 from cmamd.config.loader import ConfigError, load_config
 from cmamd.config.models import AccountConfig, Config
+from cmamd.config.problems import format_path
 from cmamd.config.rules import VolumeMode
 from cmamd.control.hub import OperatorHub
 from cmamd.daemon import dest_marks, reload_status
@@ -90,6 +92,8 @@ class Daemon:
         configure_logging(
             config.logging.level, config.logging.format, secrets=config.secret_values()
         )
+        for loc, message in placeholders.warnings(config):  # the example's ids: cannot work
+            log.warning("configuration warning", path=format_path(loc), problem=message)
         try:
             self.store = StateStore.open(config.state_dir)
         except Exception as exc:

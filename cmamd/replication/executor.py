@@ -488,7 +488,9 @@ class Replicator:
                 follower.start_recovery(f"{exc.code} on a trade request")
                 return "deferred", exc.code, False
             return "rejected", exc.code, False
-        if not isinstance(reply, pb.ProtoOAExecutionEvent) or not reply.HasField("order"):
+        if not isinstance(reply, pb.ProtoOAExecutionEvent):  # a wrong reply proves nothing
+            return "unknown", f"unexpected reply {type(reply).__name__}", False
+        if not reply.HasField("order"):
             return "done", "", False
         wanted = requests.completion_types(intent)
         try:

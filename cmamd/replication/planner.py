@@ -75,6 +75,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 from cmamd.accounts.model import AccountState
+from cmamd.replication import input_guard
 from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
 from cmamd.replication.labels import (
     is_order_key,
@@ -147,7 +148,7 @@ def keys_for(
         if ended and is_order_key(key) and key in owner_of:
             keys.add(owner_of[key])
     keys |= {key for key, link in by_key.items() if link.active}
-    return sorted(keys, key=_key_order)
+    return sorted(filter(input_guard.is_item_key, keys), key=_key_order)
 
 
 def _by_key(links: Mapping[str, Link] | Iterable[Link]) -> Mapping[str, Link]:
@@ -184,6 +185,9 @@ def plan_key(
     two items in one position). ``link_of``: the link of another key of the target (a
     position adopting its origin order's filled copies sizes them from that order's basis).
     """
+    refused = input_guard.refusal(key, master, follower, origins)
+    if refused is not None:
+        return KeyPlan(key, notes=[refused])
     parsed = parse_key(key)
     if parsed is None:
         raise ValueError(f"not a master item key: {key!r}")

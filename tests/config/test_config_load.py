@@ -154,7 +154,11 @@ def test_example_config_passes_check_config(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert check(EXAMPLE, environ=environ, out=out, err=err) == 0
     assert out.getvalue().endswith("configuration OK\n")
-    assert err.getvalue() == ""  # no warnings in the example
+    # no warnings in the example but its placeholders, each named at its line
+    warned = err.getvalue().splitlines()
+    assert len(warned) == 1 + len(config.accounts)
+    assert all("placeholder" in line for line in warned)
+    assert f"{EXAMPLE}:{line_of(EXAMPLE.read_text(), 'client_id:')}: api.client_id" in warned[0]
 
 
 def test_warnings_are_located_and_do_not_fail(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""The planner's edge: inputs it cannot plan from safely are refused, never crashed on.
+
+The account sessions drop invalid wire data (``cmamd.accounts.wire_checks``), so nothing
+here should ever trigger; it is the second line. A crash inside the planner would be
+caught by the replication worker, but the key would then not be planned again until the
+master touches it; a refusal is a note, and the next change of the item plans it anew.
+Only the items the plan of ``key`` reads are checked, so one plan stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cmamd.accounts import wire_checks
+from cmamd.accounts.model import AccountState
+from cmamd.replication.labels import label, parse_key
+
+
+def refusal(
+    key: str, master: AccountState, follower: AccountState, origins: Mapping[str, str]
+) -> str | None:
+    """Why ``key`` cannot be planned from these states, or None when it can."""
+    parsed = parse_key(key)
+    if parsed is None or not is_item_key(key):
+        return f"not planned: {key!r} is not a master item key"
+    kind, item_id = parsed
+    master_problem = (
+        _position_problem(master, item_id) if kind == "p" else _order_problem(master, item_id)
+    )
+    if master_problem is not None:
+        return f"not planned: the master's {master_problem}"
+    related = {key, *(o for p, o in origins.items() if p == key)}
+    related |= {p for p, o in origins.items() if o == key}
+    labels = {label(master.account_id, k) for k in related if is_item_key(k)}
+    for pos in follower.positions.values():
+        if pos.label in labels:
+            problem = wire_checks.position_problem(pos, follower.symbols_by_id, known_symbol=False)
+            if problem is not None:
+                return f"not planned: the follower's copy {problem}"
+    for order in follower.orders.values():
+        if order.label in labels:
+            problem = wire_checks.order_problem(order, follower.symbols_by_id, known_symbol=False)
+            if problem is not None:
+                return f"not planned: the follower's copy {problem}"
+    return None
+
+
+def is_item_key(key: str) -> bool:
+    """``p<id>`` or ``o<id>`` with a positive id (the server numbers from 1)."""
+    parsed = parse_key(key)
+    return parsed is not None and parsed[1] > 0
+
+
+def _position_problem(master: AccountState, item_id: int) -> str | None:
+    pos = master.positions.get(item_id)
+    if pos is None:
+        return None
+    return wire_checks.position_problem(pos, master.symbols_by_id, known_symbol=False)
+
+
+def _order_problem(master: AccountState, item_id: int) -> str | None:
+    order = master.orders.get(item_id)
+    if order is None:
+        return None
+    return wire_checks.order_problem(order, master.symbols_by_id, known_symbol=False)
