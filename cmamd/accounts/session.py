@@ -20,8 +20,9 @@ from typing import Any, cast
 from structlog.contextvars import bind_contextvars
 
 from cmamd.accounts import convert
-from cmamd.accounts.catalogue import Catalogue
+from cmamd.accounts.catalogue import Catalogue, fetch_broker_lists
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
+from cmamd.accounts.startup import startup_for
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
 from cmamd.connection.errors import RequestNotSent
@@ -85,6 +86,9 @@ class AccountSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resync_lock = asyncio.Lock()
         self._recovery: asyncio.Task[Any] | None = None
+        # False until the server accepted the account on the current link, and again once
+        # it says the authorisation is gone: only then is it worth re-authorising.
+        self._authorised = False
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
 
     # lifecycle -----------------------------------------------------------------------
@@ -105,6 +109,7 @@ class AccountSession:
             if _is_permanent(exc):
                 self._fail(str(exc))
                 return
+            self._note_if_unauthorised(exc)
             # retried in the background; the P&L loop below must run once it succeeds
             self._start_recovery(f"start-up failed: {exc}")
         if self._pnl_interval_s:
@@ -112,14 +117,21 @@ class AccountSession:
         self._spawn(self._rotate_tokens_when_due())
 
     async def _bring_up(self) -> None:
-        await self._authorise()
-        if not self.catalogue.loaded:
-            await self._load_catalogue()
-        if self._conversion_quotes:
-            await self._subscribe_conversion_quotes()
-        if self._pnl_interval_s:
-            await self._refresh_pnl()
-        await self.resync()
+        # Admitted: start-up requests never queue longer than the budget serves them.
+        async with startup_for(self.connection).admitted():
+            if not self._authorised:
+                await self._authorise()
+            if not self.catalogue.loaded:
+                await self._load_catalogue()
+            if self._conversion_quotes:
+                await self._subscribe_conversion_quotes()
+            if self._pnl_interval_s:
+                await self._refresh_pnl()
+            await self.resync()
+
+    def _note_if_unauthorised(self, exc: BaseException) -> None:
+        if isinstance(exc, OpenApiError) and exc.session_lost:
+            self._authorised = False
 
     @property
     def quotes(self) -> dict[int, Quote]:
@@ -220,6 +232,7 @@ class AccountSession:
         except OpenApiError as exc:
             if exc.code != "ALREADY_LOGGED_IN":  # already authorised: the goal is reached
                 raise
+        self._authorised = True
         self._log.info("account authorised")
 
     async def _refresh_tokens(self) -> None:
@@ -253,15 +266,18 @@ class AccountSession:
         # Runs inside the connection's reconnect, before queued requests are released.
         self.ready.clear()
         self.status = "reauthorising"
+        self._authorised = False  # a new link: the server knows no account on it yet
         try:
-            await self._account_auth()
-        except (OpenApiError, TokenError) as exc:
+            async with startup_for(self.connection).admitted():
+                await self._account_auth()
+        except RETRYABLE_OR_REFUSED as exc:
             self._start_recovery(f"re-auth after reconnect failed: {exc}")
             return
         self._spawn(self._resync_logged())
 
     def start_recovery(self, reason: str) -> None:
         """Re-authorise and reconcile in the background (the server dropped the account)."""
+        self._authorised = False
         self._start_recovery(reason)
 
     def _start_recovery(self, reason: str) -> None:
@@ -283,13 +299,15 @@ class AccountSession:
                 if _is_permanent(exc):
                     self._fail(f"cannot authorise: {exc}")
                     return
+                self._note_if_unauthorised(exc)
                 self._log.warning("authorisation failed, retrying", error=str(exc), in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
     async def _resync_logged(self) -> None:
         try:
-            await self.resync()
+            async with startup_for(self.connection).admitted():
+                await self.resync()
         except Exception as exc:
             self._log.error("reconcile after reconnect failed", error=str(exc))
             await self._recover(f"reconcile failed: {exc}")
@@ -302,7 +320,11 @@ class AccountSession:
                 pb.ProtoOATraderReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
             ),
         )
-        await self.catalogue.load(self.connection.request)
+        lists = await startup_for(self.connection).broker_lists(
+            trader_res.trader.brokerName,
+            lambda: fetch_broker_lists(self.connection.request, self.account_id),
+        )
+        await self.catalogue.load(self.connection.request, lists)
         self._set_trader(trader_res.trader)
         # the state shares the catalogue's dicts, so symbol reloads reach it too
         self.state.symbols_by_id = self.catalogue.symbols_by_id
@@ -369,6 +391,7 @@ class AccountSession:
         message = envelope.message
         if isinstance(message, pb.ProtoOAAccountsTokenInvalidatedEvent):
             if self.account_id in message.ctidTraderAccountIds:
+                self._authorised = False
                 self._start_recovery(f"token invalidated: {message.reason}")
             return
         if getattr(message, "ctidTraderAccountId", None) != self.account_id:
@@ -382,6 +405,7 @@ class AccountSession:
         elif isinstance(message, pb.ProtoOASymbolChangedEvent):
             self._spawn(self._reload_symbols(list(message.symbolId)))
         elif isinstance(message, pb.ProtoOAAccountDisconnectEvent):
+            self._authorised = False
             self._start_recovery("account disconnected by the server")
 
     def _on_execution(self, event: pb.ProtoOAExecutionEvent) -> None:

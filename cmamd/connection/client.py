@@ -141,6 +141,14 @@ class OpenApiConnection:
     def is_ready(self) -> bool:
         return self._state.is_ready
 
+    @property
+    def max_rps(self) -> int:
+        return self._throttle.max_rps
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self._request_timeout_s
+
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait for the ready state; raises TimeoutError, or the reason it closed."""
         async with asyncio.timeout(timeout):

@@ -33,6 +33,7 @@ from cmamd.config.rules import VolumeMode
 from cmamd.daemon import reload_status
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
+from cmamd.daemon.startup import accounts_not_ready, wait_until_settled
 from cmamd.logs import configure_logging, get_logger, register_secret
 from cmamd.replication.executor import CopyReport, Destination, Replicator
 from cmamd.replication.planner import CopyTarget
@@ -119,6 +120,11 @@ class Daemon:
         self.replicator = Replicator(self.store, self.sessions, on_report=self._on_report)
         self.replicator.start()
         await self._start_accounts(config, config.enabled_accounts)
+        still_starting = await wait_until_settled(
+            lambda: self.sessions.values(), ACCOUNT_START_TIMEOUT_S
+        )
+        if still_starting:
+            log.warning("accounts still starting; going on without them", accounts=still_starting)
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self._destinations(config))
         self.notifier.ready()
@@ -383,6 +389,9 @@ class Daemon:
         )
         if stopped:
             text += f"; EQUITY STOP: {', '.join(stopped)}"
+        not_ready = accounts_not_ready(self.sessions.values())
+        if not_ready:
+            text += f"; {not_ready}"
         if extra:
             text += f"; {extra}"
         return text
