@@ -101,7 +101,7 @@ class AccountSession:
         self.status = "starting"
         # This task and those it spawns log with the account bound.
         bind_contextvars(account=self.name)
-        self.connection.add_listener(self._on_envelope)
+        self.connection.add_account_listener(self.account_id, self._on_envelope)
         self.connection.add_session_hook(self._reauthorise_hook)
         try:
             await self._bring_up()
@@ -138,7 +138,7 @@ class AccountSession:
         return self.catalogue.quotes
 
     async def stop(self, *, logout: bool = False) -> None:
-        self.connection.remove_listener(self._on_envelope)
+        self.connection.remove_account_listener(self.account_id, self._on_envelope)
         self.connection.remove_session_hook(self._reauthorise_hook)
         for task in list(self._tasks):
             task.cancel()

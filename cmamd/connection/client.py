@@ -173,6 +173,13 @@ class OpenApiConnection:
     def remove_listener(self, callback: Listener) -> None:
         self._dispatcher.remove_listener(callback)
 
+    def add_account_listener(self, account_id: int, callback: Listener) -> None:
+        """``callback(envelope)`` for the unsolicited messages of one account (routed by id)."""
+        self._dispatcher.accounts.add(account_id, callback)
+
+    def remove_account_listener(self, account_id: int, callback: Listener) -> None:
+        self._dispatcher.accounts.remove(account_id, callback)
+
     def add_session_hook(self, hook: SessionHook) -> None:
         """``await hook(conn)`` after each (re)connect, before other requests are released."""
         self._hooks.append(hook)
