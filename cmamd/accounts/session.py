@@ -50,6 +50,7 @@ class AccountChange:
     received_at: float  # time.monotonic() when the event arrived
     origins: dict[str, str] = field(default_factory=dict)  # "p<pos>" -> "o<order>" that opened it
     resync: bool = False  # a full reconcile: every key may have changed
+    reducing: frozenset[str] = frozenset()  # keys whose change reduces risk: copy them first
 
 
 ChangeListener = Callable[[AccountChange], None]
@@ -411,18 +412,23 @@ class AccountSession:
     def _on_execution(self, event: pb.ProtoOAExecutionEvent) -> None:
         keys: set[str] = set()
         origins: dict[str, str] = {}
+        reducing: set[str] = set()
         if event.HasField("position"):
             pos = event.position
             key = f"p{pos.positionId}"
             if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN:
-                self.state.positions[pos.positionId] = convert.position(pos)
+                before = self.state.positions.get(pos.positionId)
+                after = self.state.positions[pos.positionId] = convert.position(pos)
                 keys.add(key)
+                if before is not None and after.volume < before.volume:
+                    reducing.add(key)  # a partial close
             elif pos.positionStatus in (
                 model_pb2.POSITION_STATUS_CLOSED,
                 model_pb2.POSITION_STATUS_ERROR,
             ):
                 self.state.positions.pop(pos.positionId, None)
                 keys.add(key)
+                reducing.add(key)
         if event.HasField("order"):
             order = event.order
             key = f"o{order.orderId}"
@@ -431,6 +437,8 @@ class AccountSession:
                 keys.add(key)
             elif self.state.orders.pop(order.orderId, None) is not None:
                 keys.add(key)
+                if event.executionType in (model_pb2.ORDER_CANCELLED, model_pb2.ORDER_EXPIRED):
+                    reducing.add(key)
             if (
                 event.executionType == model_pb2.ORDER_FILLED
                 and order.orderType in convert.PENDING_KINDS
@@ -447,7 +455,7 @@ class AccountSession:
                 )
                 self.state.trader = replace(trader, balance=units.money(detail.balance, digits))
         if keys:
-            self._emit(keys, origins=origins)
+            self._emit(keys, origins=origins, reducing=reducing)
 
     def _note_order_event(self, order_id: int, execution_type: int) -> None:
         self._recent_orders[order_id] = execution_type
@@ -459,10 +467,20 @@ class AccountSession:
                 future.set_result(execution_type)
 
     def _emit(
-        self, keys: Iterable[str], *, origins: dict[str, str] | None = None, resync: bool = False
+        self,
+        keys: Iterable[str],
+        *,
+        origins: dict[str, str] | None = None,
+        resync: bool = False,
+        reducing: Iterable[str] = (),
     ) -> None:
         change = AccountChange(
-            self.account_id, frozenset(keys), time.monotonic(), origins or {}, resync
+            self.account_id,
+            frozenset(keys),
+            time.monotonic(),
+            origins or {},
+            resync,
+            frozenset(reducing),
         )
         try:
             self._on_change(change)
