@@ -31,6 +31,7 @@ from cmamd.config.loader import ConfigError, load_config
 from cmamd.config.models import AccountConfig, Config
 from cmamd.config.rules import VolumeMode
 from cmamd.daemon import reload_status
+from cmamd.daemon.destinations import EQUITY_STOP_PREFIX, FactsCache
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
 from cmamd.daemon.startup import accounts_not_ready, wait_until_settled
@@ -72,6 +73,7 @@ class Daemon:
         self._stopping = False
         self._starting: set[asyncio.Task[None]] = set()
         self._last_housekeeping = 0.0
+        self._facts = FactsCache()
         self.started = asyncio.Event()
 
     # entry ---------------------------------------------------------------------------
@@ -333,26 +335,27 @@ class Daemon:
         if self.config is None or self.store is None or self.replicator is None:
             return
         tripped = False
-        for rule in self.config.copy_rules:
-            for dest in rule.destinations:
-                session = self.sessions.get(dest.account)
-                dest_id = _dest_id(self.config, rule.name, rule.source, dest.account)
-                if dest.equity_stop is None or session is None or not session.ready.is_set():
-                    continue
-                equity = session.state.equity
-                if equity is None or equity >= dest.equity_stop.below:
-                    continue
-                if self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest):
-                    continue
-                self.store.set_meta(f"equity-stop:{dest_id}", _fingerprint(dest))
-                log.error(
-                    "EQUITY STOP: closing copies and freezing the destination",
-                    rule=rule.name,
-                    follower=dest.account,
-                    equity=str(equity),
-                    threshold=str(dest.equity_stop.below),
-                )
-                tripped = True
+        for facts in self._facts.facts(self.config):
+            dest = facts.dest
+            if dest.equity_stop is None:
+                continue
+            session = self.sessions.get(dest.account)
+            if session is None or not session.ready.is_set():
+                continue
+            equity = session.state.equity
+            if equity is None or equity >= dest.equity_stop.below:
+                continue
+            if self.store.get_meta(facts.equity_stop_key) == facts.fingerprint:
+                continue
+            self.store.set_meta(facts.equity_stop_key, facts.fingerprint)
+            log.error(
+                "EQUITY STOP: closing copies and freezing the destination",
+                rule=facts.rule,
+                follower=dest.account,
+                equity=str(equity),
+                threshold=str(dest.equity_stop.below),
+            )
+            tripped = True
         if tripped:
             self.replicator.set_destinations(self._destinations(self.config))
 
@@ -400,13 +403,12 @@ class Daemon:
         """``rule:follower`` of every destination frozen by its equity stop."""
         if self.config is None or self.store is None:
             return []
-        stopped = []
-        for rule in self.config.copy_rules:
-            for dest in rule.destinations:
-                dest_id = _dest_id(self.config, rule.name, rule.source, dest.account)
-                if self.store.get_meta(f"equity-stop:{dest_id}") == _fingerprint(dest):
-                    stopped.append(f"{rule.name}:{dest.account}")
-        return stopped
+        stops = self.store.meta_items(EQUITY_STOP_PREFIX)  # one query, not one per destination
+        return [
+            f"{facts.rule}:{facts.follower}"
+            for facts in self._facts.facts(self.config)
+            if stops.get(facts.equity_stop_key) == facts.fingerprint
+        ]
 
     # shutdown --------------------------------------------------------------------------
     async def _shutdown(self) -> None:
