@@ -27,7 +27,7 @@ from bench.latency import THROTTLE_SPAN_S, isolated_gap
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SCENARIOS = ("latency", "burst", "memory", "planner")
+SCENARIOS = ("wire", "startup", "latency", "burst", "memory", "planner")
 MAX_RPS = 50
 
 
@@ -42,6 +42,13 @@ def _sustained(round_trips: int) -> dict[str, Any]:
 def parameters(quick: bool) -> dict[str, Any]:
     if quick:
         return {
+            "wire": {"trades": 20, "gap_s": 0.05, "repeats": 2, "idle_s": 1.0},
+            "startup": {
+                "cases": [
+                    {"accounts": 50, "connections": 1, "idle_s": 3.0},
+                    {"accounts": 50, "connections": 4, "idle_s": 3.0},
+                ]
+            },
             "latency": {
                 "cases": [
                     {"followers": 1, "phases": [_iso(1, 10)]},
@@ -53,6 +60,13 @@ def parameters(quick: bool) -> dict[str, Any]:
             "planner": {"copies": 100, "seconds": 0.2, "histories": [0, 1_000]},
         }
     return {
+        "wire": {"trades": 100, "gap_s": 0.05, "repeats": 5, "idle_s": 5.0},
+        "startup": {
+            "cases": [
+                {"accounts": 1000, "connections": 1, "idle_s": 60.0},
+                {"accounts": 1000, "connections": 4, "idle_s": 60.0},
+            ]
+        },
         "latency": {
             "cases": [
                 {"followers": 1, "phases": [_iso(1, 50)]},
@@ -182,6 +196,14 @@ def problems_of(results: dict[str, Any]) -> list[str]:
             if phase["not_done"]:
                 found.append(f"{tag} {phase_name}: {phase['not_done']} copies not done")
             found += [f"{tag} {phase_name}: {p}" for p in phase["problems"]]
+    wire = results.get("wire", {}).get("result")
+    if wire:
+        for row in wire["repeats"]:
+            if row["daemon_open_count"] < wire["trades_per_repeat"]:
+                found.append(f"wire repeat {row['repeat']}: daemon copied fewer opens than traded")
+    for case in results.get("startup", {}).get("result") or []:
+        if "ready" not in case["status"] or "not ready" in case["status"]:
+            found.append(f"startup {case['accounts']}x{case['connections']}: {case['status']!r}")
     burst = results.get("burst", {}).get("result")
     if burst and burst["throttled"]["rate_limit_rejections"]:
         found.append("burst: the throttled connection was refused by the rate limiter")
@@ -225,8 +247,71 @@ def _pcts(summary: dict[str, Any]) -> str:
     return "/".join(_fmt(summary[k]) for k in ("p50", "p95", "p99", "max"))
 
 
+def _spread(data: dict[str, Any]) -> str:
+    if data.get("median") is None:
+        return "-"
+    return f"{_fmt(data['median'])} [{_fmt(data['min'])}-{_fmt(data['max'])}]"
+
+
 def render(results: dict[str, Any]) -> str:
     parts: list[str] = []
+    wire = results.get("wire", {}).get("result")
+    if wire:
+        med = wire["median"]
+        rows = [
+            [
+                label,
+                _spread(med[f"daemon_{kind}_p50_ms"]),
+                _spread(med[f"bare_{kind}_p50_ms"]),
+                _spread(med["ratio_p50"]) if kind == "open" else "-",
+            ]
+            for label, kind in (("open", "open"), ("close", "close"))
+        ]
+        parts.append(
+            table(
+                f"Copy latency at the simulator's socket (master fill out -> follower order in), "
+                f"p50 ms, median [min-max] over {len(wire['repeats'])} repeats of "
+                f"{wire['trades_per_repeat']} trades; ratio taken within each repeat",
+                ["copy", "daemon", "bare copier", "ratio"],
+                rows,
+            )
+        )
+        parts[-1] += (
+            f"\nDaemon CPU per copy: {_spread(med['cpu_ms_per_copy'])} ms (idle rate "
+            f"subtracted); idle CPU {_spread(med['idle_cpu_pct'])} %"
+        )
+    startup = results.get("startup", {}).get("result")
+    if startup:
+        rows = [
+            [
+                f"{c['accounts']} accounts, C={c['connections']}",
+                c["startup_s"],
+                c["requests"],
+                c["requests_per_account"],
+                c["bound_s"],
+                c["vs_bound"],
+                c["rss_mib"],
+                c["idle_cpu_pct"],
+            ]
+            for c in startup
+        ]
+        parts.append(
+            table(
+                "Start-up: `cmamd run` -> READY=1 (every account ready); bound = requests / "
+                "(C x 50/s); idle CPU with every account ready",
+                [
+                    "case",
+                    "READY s",
+                    "requests",
+                    "req/account",
+                    "bound s",
+                    "x bound",
+                    "RSS MiB",
+                    "idle CPU %",
+                ],
+                rows,
+            )
+        )
     latency = results.get("latency", {}).get("result")
     if latency:
         rows = []
@@ -401,7 +486,7 @@ def render(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke variant (< 30 s)")
+    parser.add_argument("--quick", action="store_true", help="smoke variant (< 2 min)")
     parser.add_argument(
         "--out", type=Path, help="JSON output (default bench/results/<timestamp>.json)"
     )
@@ -421,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = out.with_name(out.stem + "-logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     params = parameters(args.quick)
-    timeout = 60.0 if args.quick else 240.0
+    timeout = 90.0 if args.quick else 600.0
     started = time.monotonic()
     results: dict[str, Any] = {}
     for name in chosen:
