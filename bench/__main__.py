@@ -27,7 +27,7 @@ from bench.latency import THROTTLE_SPAN_S, isolated_gap
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SCENARIOS = ("wire", "startup", "latency", "burst", "memory", "planner")
+SCENARIOS = ("wire", "fanout", "startup", "latency", "burst", "memory", "planner")
 MAX_RPS = 50
 
 
@@ -43,6 +43,13 @@ def parameters(quick: bool) -> dict[str, Any]:
     if quick:
         return {
             "wire": {"trades": 20, "gap_s": 0.05, "repeats": 2, "idle_s": 1.0},
+            "fanout": {
+                "cases": [
+                    {"followers": 10, "connections": 1, "trades": 1},
+                    {"followers": 100, "connections": 1, "trades": 1},
+                    {"followers": 100, "connections": 4, "trades": 1},
+                ]
+            },
             "startup": {
                 "cases": [
                     {"accounts": 50, "connections": 1, "idle_s": 3.0},
@@ -61,6 +68,13 @@ def parameters(quick: bool) -> dict[str, Any]:
         }
     return {
         "wire": {"trades": 100, "gap_s": 0.05, "repeats": 5, "idle_s": 5.0},
+        "fanout": {
+            "cases": [
+                {"followers": n, "connections": c, "trades": 3}
+                for n in (10, 100, 500, 1000)
+                for c in (1, 4)
+            ]
+        },
         "startup": {
             "cases": [
                 {"accounts": 1000, "connections": 1, "idle_s": 60.0},
@@ -201,6 +215,12 @@ def problems_of(results: dict[str, Any]) -> list[str]:
         for row in wire["repeats"]:
             if row["daemon_open_count"] < wire["trades_per_repeat"]:
                 found.append(f"wire repeat {row['repeat']}: daemon copied fewer opens than traded")
+    for case in results.get("fanout", {}).get("result") or []:
+        tag = f"fanout N={case['followers']} C={case['connections']}"
+        if case["complete"] < case["expected"]:
+            found.append(f"{tag}: {case['complete']}/{case['expected']} trades fully copied")
+        if case["rate_limit_rejections"]:
+            found.append(f"{tag}: {case['rate_limit_rejections']} REQUEST_FREQUENCY_EXCEEDED")
     for case in results.get("startup", {}).get("result") or []:
         if "ready" not in case["status"] or "not ready" in case["status"]:
             found.append(f"startup {case['accounts']}x{case['connections']}: {case['status']!r}")
@@ -280,6 +300,29 @@ def render(results: dict[str, Any]) -> str:
             f"\nDaemon CPU per copy: {_spread(med['cpu_ms_per_copy'])} ms (idle rate "
             f"subtracted); idle CPU {_spread(med['idle_cpu_pct'])} %"
         )
+    fanout = results.get("fanout", {}).get("result")
+    if fanout:
+        rows = [
+            [
+                f"N={c['followers']} C={c['connections']}",
+                f"{c['complete']}/{c['expected']}",
+                c["first_ms_median"],
+                c["last_s_median"],
+                c["exact_bound_s"],
+                c["last_vs_bound_median"],
+                c["rate_limit_rejections"],
+            ]
+            for c in fanout
+        ]
+        parts.append(
+            table(
+                "Fan-out of one master trade (opens and closes, medians), times at the "
+                "simulator's socket from the master's fill; exact bound: floor((n-1)/50) s, "
+                "n = follower orders on the busiest connection",
+                ["case", "complete", "first ms", "last s", "bound s", "last/bound", "FREQ_EXC"],
+                rows,
+            )
+        )
     startup = results.get("startup", {}).get("result")
     if startup:
         rows = [
@@ -290,6 +333,7 @@ def render(results: dict[str, Any]) -> str:
                 c["requests_per_account"],
                 c["bound_s"],
                 c["vs_bound"],
+                c["vs_client_span_bound"],
                 c["rss_mib"],
                 c["idle_cpu_pct"],
             ]
@@ -306,6 +350,7 @@ def render(results: dict[str, Any]) -> str:
                     "req/account",
                     "bound s",
                     "x bound",
+                    "x bound at 1.1 s",
                     "RSS MiB",
                     "idle CPU %",
                 ],

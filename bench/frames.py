@@ -42,6 +42,10 @@ def decode(raw: list[Raw]) -> list[dict[str, Any]]:
                     "position": message.positionId,
                 }
             )
+        elif direction == "out" and isinstance(
+            message, (pb.ProtoOAErrorRes, pb.ProtoOAOrderErrorEvent)
+        ):
+            out.append({**base, "kind": "error", "code": message.errorCode})
         elif direction == "out" and isinstance(message, pb.ProtoOAExecutionEvent):
             out.append(
                 {

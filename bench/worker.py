@@ -37,6 +37,10 @@ def _run(scenario: str, params: dict[str, Any]) -> Any:
         from bench import wire
 
         return asyncio.run(wire.run(**params))
+    if scenario == "fanout":
+        from bench import fanout
+
+        return asyncio.run(fanout.run(**params))
     if scenario == "startup":
         from bench import startup
 
