@@ -27,7 +27,16 @@ from bench.latency import THROTTLE_SPAN_S, isolated_gap
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SCENARIOS = ("wire", "fanout", "startup", "latency", "burst", "memory", "planner")
+SCENARIOS = (
+    "wire",
+    "fanout",
+    "tradeburst",
+    "startup",
+    "latency",
+    "burst",
+    "memory",
+    "planner",
+)
 MAX_RPS = 50
 
 
@@ -50,6 +59,7 @@ def parameters(quick: bool) -> dict[str, Any]:
                     {"followers": 100, "connections": 4, "trades": 1},
                 ]
             },
+            "tradeburst": {"followers": 10, "positions": 10},
             "startup": {
                 "cases": [
                     {"accounts": 50, "connections": 1, "idle_s": 3.0},
@@ -75,6 +85,7 @@ def parameters(quick: bool) -> dict[str, Any]:
                 for c in (1, 4)
             ]
         },
+        "tradeburst": {"followers": 10, "positions": 100},
         "startup": {
             "cases": [
                 {"accounts": 1000, "connections": 1, "idle_s": 60.0},
@@ -221,6 +232,12 @@ def problems_of(results: dict[str, Any]) -> list[str]:
             found.append(f"{tag}: {case['complete']}/{case['expected']} trades fully copied")
         if case["rate_limit_rejections"]:
             found.append(f"{tag}: {case['rate_limit_rejections']} REQUEST_FREQUENCY_EXCEEDED")
+    tburst = results.get("tradeburst", {}).get("result")
+    if tburst:
+        if tburst["followers_not_flat"]:
+            found.append(f"tradeburst: {tburst['followers_not_flat']} followers not flat")
+        if tburst["closes_before_their_open"]:
+            found.append(f"tradeburst: {tburst['closes_before_their_open']} closes out of order")
     for case in results.get("startup", {}).get("result") or []:
         if "ready" not in case["status"] or "not ready" in case["status"]:
             found.append(f"startup {case['accounts']}x{case['connections']}: {case['status']!r}")
@@ -321,6 +338,39 @@ def render(results: dict[str, Any]) -> str:
                 "n = follower orders on the busiest connection",
                 ["case", "complete", "first ms", "last s", "bound s", "last/bound", "FREQ_EXC"],
                 rows,
+            )
+        )
+    tburst = results.get("tradeburst", {}).get("result")
+    if tburst:
+        parts.append(
+            table(
+                f"Trade burst: {tburst['master_trades']} master trades (opens, then their "
+                f"closes) in 1 s to {tburst['followers']} followers on one connection; bound "
+                "floor((orders-1)/50) s",
+                [
+                    "orders",
+                    "opens",
+                    "closes",
+                    "skipped whole",
+                    "not flat",
+                    "close<open",
+                    "total s",
+                    "bound s",
+                    "x bound",
+                ],
+                [
+                    [
+                        tburst["follower_orders"],
+                        tburst["opens"],
+                        tburst["closes"],
+                        tburst["positions_skipped_whole"],
+                        tburst["followers_not_flat"],
+                        tburst["closes_before_their_open"],
+                        tburst["total_s"],
+                        tburst["exact_bound_s"],
+                        tburst["vs_bound"],
+                    ]
+                ],
             )
         )
     startup = results.get("startup", {}).get("result")

@@ -45,11 +45,15 @@ class SimProcess:
         self.described = described
 
     @classmethod
-    async def start(cls, followers: int, tmp: Path, frames: Path | None = None) -> SimProcess:
+    async def start(
+        cls, followers: int, tmp: Path, frames: Path | None = None, max_rps: int | None = None
+    ) -> SimProcess:
         describe = tmp / "sim.json"
         args = ["--followers", str(followers), "--describe", str(describe)]
         if frames is not None:
             args += ["--frames", str(frames)]
+        if max_rps is not None:
+            args += ["--max-rps", str(max_rps)]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -21,12 +21,15 @@ from cmamd.logs import configure_logging
 from cmamd.sim import SimServer
 
 
-async def serve(followers: int, describe: Path, frames_out: Path | None = None) -> None:
+async def serve(
+    followers: int, describe: Path, frames_out: Path | None = None, max_rps: int | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    sim = SimServer(world.sim_config(followers))
+    overrides = {} if max_rps is None else {"max_rps": max_rps}
+    sim = SimServer(world.sim_config(followers, **overrides))
     recorded: list[frames.Raw] = []
     if frames_out is not None:
         sim.add_frame_listener(lambda e: recorded.append((e.direction, e.conn_id, e.at, e.frame)))
@@ -50,9 +53,10 @@ def main() -> None:
     parser.add_argument("--followers", type=int, required=True)
     parser.add_argument("--describe", type=Path, required=True)
     parser.add_argument("--frames", type=Path, default=None)
+    parser.add_argument("--max-rps", type=int, default=None, help="the simulator's limit")
     args = parser.parse_args()
     configure_logging("warning", "json")
-    asyncio.run(serve(args.followers, args.describe, args.frames))
+    asyncio.run(serve(args.followers, args.describe, args.frames, args.max_rps))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ def _run(scenario: str, params: dict[str, Any]) -> Any:
         from bench import fanout
 
         return asyncio.run(fanout.run(**params))
+    if scenario == "tradeburst":
+        from bench import tradeburst
+
+        return asyncio.run(tradeburst.run(**params))
     if scenario == "startup":
         from bench import startup
 
