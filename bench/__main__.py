@@ -56,7 +56,6 @@ def parameters(quick: bool) -> dict[str, Any]:
                 "cases": [
                     {"followers": 10, "connections": 1, "trades": 1},
                     {"followers": 100, "connections": 1, "trades": 1},
-                    {"followers": 100, "connections": 4, "trades": 1},
                 ]
             },
             "tradeburst": {"followers": 10, "positions": 10},
