@@ -67,26 +67,30 @@ class RecordingNotifier(SystemdNotifier):
         self.ready_with.append(sum(s.ready.is_set() for s in self.daemon.sessions.values()))
 
 
+def _config(sim: SimServer, tmp_path: Path) -> dict[str, Any]:
+    names = [f"acct-{i:03d}" for i in range(ACCOUNTS)]
+    rules: list[dict[str, Any]] = [
+        {
+            "name": "fan",
+            "source": names[0],
+            "destinations": [
+                {"account": n, "volume": {"mode": "multiplier", "value": 1}} for n in names[1:]
+            ],
+        }
+    ]
+    return daemon_config(
+        sim,
+        tmp_path / "state",
+        tmp_path / "secret",
+        names,
+        rules,
+        api={"request_timeout_s": REQUEST_TIMEOUT_S, "max_rps": MAX_RPS},
+    )
+
+
 async def test_many_accounts_on_one_connection_all_become_ready(tmp_path: Path) -> None:
     async with SimServer(_sim_config(ACCOUNTS)) as sim:
-        names = [f"acct-{i:03d}" for i in range(ACCOUNTS)]
-        rules: list[dict[str, Any]] = [
-            {
-                "name": "fan",
-                "source": names[0],
-                "destinations": [
-                    {"account": n, "volume": {"mode": "multiplier", "value": 1}} for n in names[1:]
-                ],
-            }
-        ]
-        config = daemon_config(
-            sim,
-            tmp_path / "state",
-            tmp_path / "secret",
-            names,
-            rules,
-            api={"request_timeout_s": REQUEST_TIMEOUT_S, "max_rps": MAX_RPS},
-        )
+        config = _config(sim, tmp_path)
         notifier = RecordingNotifier()
         daemon = Daemon(write_yaml(tmp_path / "c.yaml", config), environ={}, notifier=notifier)
         notifier.daemon = daemon
@@ -105,6 +109,44 @@ async def test_many_accounts_on_one_connection_all_become_ready(tmp_path: Path) 
             assert elapsed < bound_s * 3 + 5
             lists = [r for r in sim.record if r.name == "ProtoOASymbolsListReq"]
             assert len(lists) == 1, "the symbol list is the broker's, fetched once"
+            assert sim.rate_limit_rejections == 0
+        finally:
+            daemon.request_stop()
+            assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_after_a_reconnect_every_account_is_authorised_and_ready_again(
+    tmp_path: Path,
+) -> None:
+    # The reconnect hooks re-authorise every account at once: more than the budget sends
+    # within the request timeout. Before admission, the hooks' requests that timed out
+    # unsent were only logged ("session hook failed") and those accounts stayed unready.
+    async with SimServer(_sim_config(ACCOUNTS)) as sim:
+        daemon = Daemon(
+            write_yaml(tmp_path / "c.yaml", _config(sim, tmp_path)),
+            environ={},
+            notifier=SystemdNotifier(env={}),
+        )
+        task = asyncio.create_task(daemon.run())
+        bound_s = (4 * ACCOUNTS + 3) / MAX_RPS * 1.1
+        try:
+            async with asyncio.timeout(bound_s * 3 + 5):
+                await daemon.started.wait()
+            sessions = list(daemon.sessions.values())
+            assert all(s.ready.is_set() for s in sessions)
+            assert sim.drop_connections() == 1
+            everyone = {ID_BASE + i for i in range(ACCOUNTS)}
+            deadline = time.monotonic() + bound_s * 3 + 10
+            # authorised on the new link (so every hook ran and cleared ready), then ready
+            while not (
+                len(sim.connections) == 2
+                and sim.connections[-1].authorised_accounts == everyone
+                and all(s.ready.is_set() for s in sessions)
+            ):
+                assert time.monotonic() < deadline, [
+                    (s.name, s.status) for s in sessions if not s.ready.is_set()
+                ]
+                await asyncio.sleep(0.05)
             assert sim.rate_limit_rejections == 0
         finally:
             daemon.request_stop()
