@@ -383,7 +383,10 @@ class AccountSession:
             if not self.ready.is_set():
                 continue
             try:
-                await self._refresh_pnl()
+                # admitted like start-up work: a thousand equity accounts ask more often than
+                # the budget serves, and unadmitted they would time out waiting for it
+                async with startup_for(self.connection).admitted():
+                    await self._refresh_pnl()
             except Exception as exc:
                 self._log.warning("unrealised P&L refresh failed", error=str(exc))
 

@@ -185,3 +185,20 @@ async def test_the_start_up_wait_gives_up_only_when_no_account_progresses() -> N
     left = await wait_until_settled(lambda: sessions, stall_s=0.3)  # type: ignore[arg-type,return-value]
     assert left == ["a", "b"] and time.monotonic() - started >= 0.3
     assert accounts_not_ready(sessions) == "not ready: a, b"  # type: ignore[arg-type]
+
+
+async def test_periodic_pnl_refreshes_are_admitted_like_start_up_work(
+    conn: FakeConnection, make_session: Callable[..., AccountSession]
+) -> None:
+    conn.max_rps, conn.request_timeout_s = 1, 1.0  # type: ignore[attr-defined]  # capacity 1
+    sessions = [make_session(a, pnl_interval_s=0.01) for a in (ACCOUNT, OTHER_ACCOUNT)]
+    for session in sessions:
+        await session.start()
+    gate = conn.hold("ProtoOAGetPositionUnrealizedPnLReq")
+    before = conn.count("ProtoOAGetPositionUnrealizedPnLReq")
+    await asyncio.sleep(0.1)  # both loops are due several times over
+    assert conn.count("ProtoOAGetPositionUnrealizedPnLReq") == before + 1, "one at a time"
+    gate.set()
+    await until(
+        lambda: conn.count("ProtoOAGetPositionUnrealizedPnLReq") >= before + 3, "refreshes go on"
+    )
