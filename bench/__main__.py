@@ -27,7 +27,16 @@ from bench.latency import THROTTLE_SPAN_S, isolated_gap
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SCENARIOS = ("latency", "burst", "memory", "planner")
+SCENARIOS = (
+    "wire",
+    "fanout",
+    "tradeburst",
+    "startup",
+    "latency",
+    "burst",
+    "memory",
+    "planner",
+)
 MAX_RPS = 50
 
 
@@ -42,6 +51,20 @@ def _sustained(round_trips: int) -> dict[str, Any]:
 def parameters(quick: bool) -> dict[str, Any]:
     if quick:
         return {
+            "wire": {"trades": 20, "gap_s": 0.05, "repeats": 2, "idle_s": 1.0},
+            "fanout": {
+                "cases": [
+                    {"followers": 10, "connections": 1, "trades": 1},
+                    {"followers": 100, "connections": 1, "trades": 1},
+                ]
+            },
+            "tradeburst": {"followers": 10, "positions": 10},
+            "startup": {
+                "cases": [
+                    {"accounts": 50, "connections": 1, "idle_s": 3.0},
+                    {"accounts": 50, "connections": 4, "idle_s": 3.0},
+                ]
+            },
             "latency": {
                 "cases": [
                     {"followers": 1, "phases": [_iso(1, 10)]},
@@ -53,6 +76,21 @@ def parameters(quick: bool) -> dict[str, Any]:
             "planner": {"copies": 100, "seconds": 0.2, "histories": [0, 1_000]},
         }
     return {
+        "wire": {"trades": 100, "gap_s": 0.05, "repeats": 5, "idle_s": 5.0},
+        "fanout": {
+            "cases": [
+                {"followers": n, "connections": c, "trades": 3}
+                for n in (10, 100, 500, 1000)
+                for c in (1, 4)
+            ]
+        },
+        "tradeburst": {"followers": 10, "positions": 100},
+        "startup": {
+            "cases": [
+                {"accounts": 1000, "connections": 1, "idle_s": 60.0},
+                {"accounts": 1000, "connections": 4, "idle_s": 60.0},
+            ]
+        },
         "latency": {
             "cases": [
                 {"followers": 1, "phases": [_iso(1, 50)]},
@@ -182,6 +220,26 @@ def problems_of(results: dict[str, Any]) -> list[str]:
             if phase["not_done"]:
                 found.append(f"{tag} {phase_name}: {phase['not_done']} copies not done")
             found += [f"{tag} {phase_name}: {p}" for p in phase["problems"]]
+    wire = results.get("wire", {}).get("result")
+    if wire:
+        for row in wire["repeats"]:
+            if row["daemon_open_count"] < wire["trades_per_repeat"]:
+                found.append(f"wire repeat {row['repeat']}: daemon copied fewer opens than traded")
+    for case in results.get("fanout", {}).get("result") or []:
+        tag = f"fanout N={case['followers']} C={case['connections']}"
+        if case["complete"] < case["expected"]:
+            found.append(f"{tag}: {case['complete']}/{case['expected']} trades fully copied")
+        if case["rate_limit_rejections"]:
+            found.append(f"{tag}: {case['rate_limit_rejections']} REQUEST_FREQUENCY_EXCEEDED")
+    tburst = results.get("tradeburst", {}).get("result")
+    if tburst:
+        if tburst["followers_not_flat"]:
+            found.append(f"tradeburst: {tburst['followers_not_flat']} followers not flat")
+        if tburst["closes_before_their_open"]:
+            found.append(f"tradeburst: {tburst['closes_before_their_open']} closes out of order")
+    for case in results.get("startup", {}).get("result") or []:
+        if "ready" not in case["status"] or "not ready" in case["status"]:
+            found.append(f"startup {case['accounts']}x{case['connections']}: {case['status']!r}")
     burst = results.get("burst", {}).get("result")
     if burst and burst["throttled"]["rate_limit_rejections"]:
         found.append("burst: the throttled connection was refused by the rate limiter")
@@ -225,8 +283,129 @@ def _pcts(summary: dict[str, Any]) -> str:
     return "/".join(_fmt(summary[k]) for k in ("p50", "p95", "p99", "max"))
 
 
+def _spread(data: dict[str, Any]) -> str:
+    if data.get("median") is None:
+        return "-"
+    return f"{_fmt(data['median'])} [{_fmt(data['min'])}-{_fmt(data['max'])}]"
+
+
 def render(results: dict[str, Any]) -> str:
     parts: list[str] = []
+    wire = results.get("wire", {}).get("result")
+    if wire:
+        med = wire["median"]
+        rows = [
+            [
+                label,
+                _spread(med[f"daemon_{kind}_p50_ms"]),
+                _spread(med[f"bare_{kind}_p50_ms"]),
+                _spread(med["ratio_p50"]) if kind == "open" else "-",
+            ]
+            for label, kind in (("open", "open"), ("close", "close"))
+        ]
+        parts.append(
+            table(
+                f"Copy latency at the simulator's socket (master fill out -> follower order in), "
+                f"p50 ms, median [min-max] over {len(wire['repeats'])} repeats of "
+                f"{wire['trades_per_repeat']} trades; ratio taken within each repeat",
+                ["copy", "daemon", "bare copier", "ratio"],
+                rows,
+            )
+        )
+        parts[-1] += (
+            f"\nDaemon CPU per copy: {_spread(med['cpu_ms_per_copy'])} ms (idle rate "
+            f"subtracted); idle CPU {_spread(med['idle_cpu_pct'])} %"
+        )
+    fanout = results.get("fanout", {}).get("result")
+    if fanout:
+        rows = [
+            [
+                f"N={c['followers']} C={c['connections']}",
+                f"{c['complete']}/{c['expected']}",
+                c["first_ms_median"],
+                c["last_s_median"],
+                c["exact_bound_s"],
+                c["last_vs_bound_median"],
+                c["rate_limit_rejections"],
+            ]
+            for c in fanout
+        ]
+        parts.append(
+            table(
+                "Fan-out of one master trade (opens and closes, medians), times at the "
+                "simulator's socket from the master's fill; exact bound: floor((n-1)/50) s, "
+                "n = follower orders on the busiest connection",
+                ["case", "complete", "first ms", "last s", "bound s", "last/bound", "FREQ_EXC"],
+                rows,
+            )
+        )
+    tburst = results.get("tradeburst", {}).get("result")
+    if tburst:
+        parts.append(
+            table(
+                f"Trade burst: {tburst['master_trades']} master trades (opens, then their "
+                f"closes) in 1 s to {tburst['followers']} followers on one connection; bound "
+                "floor((orders-1)/50) s",
+                [
+                    "orders",
+                    "opens",
+                    "closes",
+                    "skipped whole",
+                    "not flat",
+                    "close<open",
+                    "total s",
+                    "bound s",
+                    "x bound",
+                ],
+                [
+                    [
+                        tburst["follower_orders"],
+                        tburst["opens"],
+                        tburst["closes"],
+                        tburst["positions_skipped_whole"],
+                        tburst["followers_not_flat"],
+                        tburst["closes_before_their_open"],
+                        tburst["total_s"],
+                        tburst["exact_bound_s"],
+                        tburst["vs_bound"],
+                    ]
+                ],
+            )
+        )
+    startup = results.get("startup", {}).get("result")
+    if startup:
+        rows = [
+            [
+                f"{c['accounts']} accounts, C={c['connections']}",
+                c["startup_s"],
+                c["requests"],
+                c["requests_per_account"],
+                c["bound_s"],
+                c["vs_bound"],
+                c["vs_client_span_bound"],
+                c["rss_mib"],
+                c["idle_cpu_pct"],
+            ]
+            for c in startup
+        ]
+        parts.append(
+            table(
+                "Start-up: `cmamd run` -> READY=1 (every account ready); bound = requests / "
+                "(C x 50/s); idle CPU with every account ready",
+                [
+                    "case",
+                    "READY s",
+                    "requests",
+                    "req/account",
+                    "bound s",
+                    "x bound",
+                    "x bound at 1.1 s",
+                    "RSS MiB",
+                    "idle CPU %",
+                ],
+                rows,
+            )
+        )
     latency = results.get("latency", {}).get("result")
     if latency:
         rows = []
@@ -401,7 +580,7 @@ def render(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke variant (< 30 s)")
+    parser.add_argument("--quick", action="store_true", help="smoke variant (< 2 min)")
     parser.add_argument(
         "--out", type=Path, help="JSON output (default bench/results/<timestamp>.json)"
     )
@@ -421,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = out.with_name(out.stem + "-logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     params = parameters(args.quick)
-    timeout = 60.0 if args.quick else 240.0
+    timeout = 90.0 if args.quick else 600.0
     started = time.monotonic()
     results: dict[str, Any] = {}
     for name in chosen:

@@ -1,8 +1,10 @@
-"""``python -m bench.simproc --followers N --describe PATH``: the bench world's simulator in
-a process of its own (for the memory scenario, so its memory is not the daemon's).
+"""``python -m bench.simproc --followers N --describe PATH [--frames OUT]``: the bench
+world's simulator in a process of its own (so its memory and CPU are not the daemon's).
 
 Writes the description (url, credentials, accounts) to PATH once listening; serves until
-SIGTERM/SIGINT.
+SIGTERM/SIGINT. With ``--frames``, every frame at the simulator's socket is timestamped
+through its public frame hook and, at exit, the trading frames (orders in, execution
+events out) are decoded and written to OUT as JSON (``bench.frames``).
 """
 
 from __future__ import annotations
@@ -14,17 +16,23 @@ import os
 import signal
 from pathlib import Path
 
-from bench import world
+from bench import frames, world
 from cmamd.logs import configure_logging
 from cmamd.sim import SimServer
 
 
-async def serve(followers: int, describe: Path) -> None:
+async def serve(
+    followers: int, describe: Path, frames_out: Path | None = None, max_rps: int | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    sim = SimServer(world.sim_config(followers))
+    overrides = {} if max_rps is None else {"max_rps": max_rps}
+    sim = SimServer(world.sim_config(followers, **overrides))
+    recorded: list[frames.Raw] = []
+    if frames_out is not None:
+        sim.add_frame_listener(lambda e: recorded.append((e.direction, e.conn_id, e.at, e.frame)))
     await sim.start()
     try:
         description = {**sim.describe(), "port": sim.port}
@@ -36,15 +44,19 @@ async def serve(followers: int, describe: Path) -> None:
             await asyncio.sleep(0.5)
     finally:
         await sim.stop()
+        if frames_out is not None:
+            frames.write(frames_out, recorded)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.simproc")
     parser.add_argument("--followers", type=int, required=True)
     parser.add_argument("--describe", type=Path, required=True)
+    parser.add_argument("--frames", type=Path, default=None)
+    parser.add_argument("--max-rps", type=int, default=None, help="the simulator's limit")
     args = parser.parse_args()
     configure_logging("warning", "json")
-    asyncio.run(serve(args.followers, args.describe))
+    asyncio.run(serve(args.followers, args.describe, args.frames, args.max_rps))
 
 
 if __name__ == "__main__":

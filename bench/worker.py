@@ -33,6 +33,22 @@ def _run(scenario: str, params: dict[str, Any]) -> Any:
         from bench import memory
 
         return asyncio.run(memory.run(**params))
+    if scenario == "wire":
+        from bench import wire
+
+        return asyncio.run(wire.run(**params))
+    if scenario == "fanout":
+        from bench import fanout
+
+        return asyncio.run(fanout.run(**params))
+    if scenario == "tradeburst":
+        from bench import tradeburst
+
+        return asyncio.run(tradeburst.run(**params))
+    if scenario == "startup":
+        from bench import startup
+
+        return asyncio.run(startup.run(**params))
     if scenario == "planner":
         from bench import planner_cpu
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,3 +223,28 @@ async def test_stop_ends_a_long_watchdog_wait_at_once(receiver: tuple[socket.soc
 async def test_without_a_watchdog_the_task_returns_at_once() -> None:
     notifier = SystemdNotifier({"NOTIFY_SOCKET": "/run/systemd/notify"})
     await asyncio.wait_for(run_watchdog(notifier, asyncio.Event()), timeout=1.0)
+
+
+def test_a_receiver_that_does_not_drain_never_blocks_the_sender(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    sock, path = receiver
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+
+    def flood() -> None:
+        for n in range(5000):  # far more than a datagram socket queues
+            notifier.status(f"{n} " + "x" * 500)
+        notifier.ready()  # refused by the full socket: kept for later
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    sender.join(timeout=10)
+    blocked = sender.is_alive()
+    if blocked:
+        sock.close()  # unblocks the old, blocking sender so the test can end
+    assert not blocked, "a full notify socket blocked the sender"
+    received = pending(sock)
+    assert received and len(received) < 5000
+    assert b"READY=1" not in received
+    notifier.status("drained")
+    assert pending(sock) == [b"READY=1", b"STATUS=drained"]

@@ -10,6 +10,7 @@ and resubscribed after every reconnect.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
@@ -24,6 +25,26 @@ from cmamd.protocol.proto import messages_pb2 as pb
 SYMBOL_DETAIL_BATCH = 200
 
 Request = Callable[..., Awaitable[Message]]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLists:
+    """The broker's asset list and light symbol list: the same for all its accounts."""
+
+    assets: pb.ProtoOAAssetListRes
+    symbols: pb.ProtoOASymbolsListRes
+
+
+async def fetch_broker_lists(request: Request, account_id: int) -> BrokerLists:
+    assets = await request(
+        pb.ProtoOAAssetListReq(ctidTraderAccountId=account_id), priority=Priority.QUERY
+    )
+    symbols = await request(
+        pb.ProtoOASymbolsListReq(ctidTraderAccountId=account_id), priority=Priority.QUERY
+    )
+    return BrokerLists(
+        cast(pb.ProtoOAAssetListRes, assets), cast(pb.ProtoOASymbolsListRes, symbols)
+    )
 
 
 class Catalogue:
@@ -41,23 +62,12 @@ class Catalogue:
     def loaded(self) -> bool:
         return bool(self.symbols_by_id)
 
-    async def load(self, request: Request) -> None:
-        """Assets, the symbol list and every symbol's details (in batches)."""
-        assets = cast(
-            pb.ProtoOAAssetListRes,
-            await request(
-                pb.ProtoOAAssetListReq(ctidTraderAccountId=self.account_id),
-                priority=Priority.QUERY,
-            ),
-        )
-        self.asset_names = {a.assetId: a.name for a in assets.asset}
-        light = cast(
-            pb.ProtoOASymbolsListRes,
-            await request(
-                pb.ProtoOASymbolsListReq(ctidTraderAccountId=self.account_id),
-                priority=Priority.QUERY,
-            ),
-        )
+    async def load(self, request: Request, lists: BrokerLists | None = None) -> None:
+        """Assets, the symbol list (``lists`` when shared) and every symbol's details."""
+        if lists is None:
+            lists = await fetch_broker_lists(request, self.account_id)
+        self.asset_names = {a.assetId: a.name for a in lists.assets.asset}
+        light = lists.symbols
         self._names = {s.symbolId: s.symbolName for s in light.symbol}
         self._pairs = conversion.asset_pairs(light.symbol)
         self._paths = {}

@@ -20,8 +20,9 @@ from typing import Any, cast
 from structlog.contextvars import bind_contextvars
 
 from cmamd.accounts import convert, merge, wire_guard
-from cmamd.accounts.catalogue import Catalogue
+from cmamd.accounts.catalogue import Catalogue, fetch_broker_lists
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
+from cmamd.accounts.startup import startup_for
 from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
 from cmamd.connection.errors import RequestNotSent
@@ -51,6 +52,7 @@ class AccountChange:
     received_at: float  # time.monotonic() when the event arrived
     origins: dict[str, str] = field(default_factory=dict)  # "p<pos>" -> "o<order>" that opened it
     resync: bool = False  # a full reconcile: every key may have changed
+    reducing: frozenset[str] = frozenset()  # keys whose change reduces risk: copy them first
 
 
 ChangeListener = Callable[[AccountChange], None]
@@ -92,6 +94,9 @@ class AccountSession:
         self.needs_reauth: str | None = None  # why the account waits for `cmamd auth`
         self._reauth_watch: asyncio.Task[Any] | None = None
         self._refused_refresh: str | None = None  # the pair a new one must differ from
+        # False until the server accepted the account on the current link, and again once
+        # it says the authorisation is gone: only then is it worth re-authorising.
+        self._authorised = False
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
         self._wire = wire_guard.WireGuard(self._log)
 
@@ -105,7 +110,7 @@ class AccountSession:
         self.status = "starting"
         # This task and those it spawns log with the account bound.
         bind_contextvars(account=self.name)
-        self.connection.add_listener(self._on_envelope)
+        self.connection.add_account_listener(self.account_id, self._on_envelope)
         self.connection.add_session_hook(self._reauthorise_hook)
         try:
             await self._bring_up()
@@ -113,6 +118,7 @@ class AccountSession:
             if _is_permanent(exc):
                 self._refused(str(exc), exc)
                 return
+            self._note_if_unauthorised(exc)
             # retried in the background; the P&L loop below must run once it succeeds
             self._start_recovery(f"start-up failed: {exc}")
         if self._pnl_interval_s:
@@ -120,21 +126,28 @@ class AccountSession:
         self._spawn(self._rotate_tokens_when_due())
 
     async def _bring_up(self) -> None:
-        await self._authorise()
-        if not self.catalogue.loaded:
-            await self._load_catalogue()
-        if self._conversion_quotes:
-            await self._subscribe_conversion_quotes()
-        if self._pnl_interval_s:
-            await self._refresh_pnl()
-        await self.resync()
+        # Admitted: start-up requests never queue longer than the budget serves them.
+        async with startup_for(self.connection).admitted():
+            if not self._authorised:
+                await self._authorise()
+            if not self.catalogue.loaded:
+                await self._load_catalogue()
+            if self._conversion_quotes:
+                await self._subscribe_conversion_quotes()
+            if self._pnl_interval_s:
+                await self._refresh_pnl()
+            await self.resync()
+
+    def _note_if_unauthorised(self, exc: BaseException) -> None:
+        if isinstance(exc, OpenApiError) and exc.session_lost:
+            self._authorised = False
 
     @property
     def quotes(self) -> dict[int, Quote]:
         return self.catalogue.quotes
 
     async def stop(self, *, logout: bool = False) -> None:
-        self.connection.remove_listener(self._on_envelope)
+        self.connection.remove_account_listener(self.account_id, self._on_envelope)
         self.connection.remove_session_hook(self._reauthorise_hook)
         for task in list(self._tasks):
             task.cancel()
@@ -249,6 +262,7 @@ class AccountSession:
         except OpenApiError as exc:
             if exc.code != "ALREADY_LOGGED_IN":  # already authorised: the goal is reached
                 raise
+        self._authorised = True
         self._log.info("account authorised")
 
     async def _refresh_tokens(self) -> None:
@@ -297,15 +311,18 @@ class AccountSession:
         # Runs inside the connection's reconnect, before queued requests are released.
         self.ready.clear()
         self.status = "reauthorising"
+        self._authorised = False  # a new link: the server knows no account on it yet
         try:
-            await self._account_auth()
-        except (OpenApiError, TokenError) as exc:
+            async with startup_for(self.connection).admitted():
+                await self._account_auth()
+        except RETRYABLE_OR_REFUSED as exc:
             self._start_recovery(f"re-auth after reconnect failed: {exc}")
             return
         self._spawn(self._resync_logged())
 
     def start_recovery(self, reason: str) -> None:
         """Re-authorise and reconcile in the background (the server dropped the account)."""
+        self._authorised = False
         self._start_recovery(reason)
 
     def _start_recovery(self, reason: str) -> None:
@@ -329,13 +346,15 @@ class AccountSession:
                 if _is_permanent(exc):
                     self._refused(f"cannot authorise: {exc}", exc)
                     return
+                self._note_if_unauthorised(exc)
                 self._log.warning("authorisation failed, retrying", error=str(exc), in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
     async def _resync_logged(self) -> None:
         try:
-            await self.resync()
+            async with startup_for(self.connection).admitted():
+                await self.resync()
         except Exception as exc:
             self._log.error("reconcile after reconnect failed", error=str(exc))
             await self._recover(f"reconcile failed: {exc}")
@@ -348,7 +367,11 @@ class AccountSession:
                 pb.ProtoOATraderReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
             ),
         )
-        await self.catalogue.load(self.connection.request)
+        lists = await startup_for(self.connection).broker_lists(
+            trader_res.trader.brokerName,
+            lambda: fetch_broker_lists(self.connection.request, self.account_id),
+        )
+        await self.catalogue.load(self.connection.request, lists)
         self._set_trader(trader_res.trader)
         # the state shares the catalogue's dicts, so symbol reloads reach it too
         self.state.symbols_by_id = self.catalogue.symbols_by_id
@@ -406,7 +429,10 @@ class AccountSession:
             if not self.ready.is_set():
                 continue
             try:
-                await self._refresh_pnl()
+                # admitted like start-up work: a thousand equity accounts ask more often than
+                # the budget serves, and unadmitted they would time out waiting for it
+                async with startup_for(self.connection).admitted():
+                    await self._refresh_pnl()
             except Exception as exc:
                 self._log.warning("unrealised P&L refresh failed", error=str(exc))
 
@@ -415,6 +441,7 @@ class AccountSession:
         message = envelope.message
         if isinstance(message, pb.ProtoOAAccountsTokenInvalidatedEvent):
             if self.account_id in message.ctidTraderAccountIds:
+                self._authorised = False
                 self._start_recovery(f"token invalidated: {message.reason}")
             return
         if getattr(message, "ctidTraderAccountId", None) != self.account_id:
@@ -428,6 +455,7 @@ class AccountSession:
         elif isinstance(message, pb.ProtoOASymbolChangedEvent):
             self._spawn(self._reload_symbols(list(message.symbolId)))
         elif isinstance(message, pb.ProtoOAAccountDisconnectEvent):
+            self._authorised = False
             self._start_recovery("account disconnected by the server")
 
     def _on_execution(self, event: pb.ProtoOAExecutionEvent) -> None:
@@ -435,19 +463,24 @@ class AccountSession:
             return
         keys: set[str] = set()
         origins: dict[str, str] = {}
+        reducing: set[str] = set()
         if event.HasField("position"):
             pos = event.position
             key = f"p{pos.positionId}"
             if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN:
                 # stale and replayed events were refused above (wire_guard)
-                self.state.positions[pos.positionId] = convert.position(pos)
+                before = self.state.positions.get(pos.positionId)
+                after = self.state.positions[pos.positionId] = convert.position(pos)
                 keys.add(key)
+                if before is not None and after.volume < before.volume:
+                    reducing.add(key)  # a partial close
             elif pos.positionStatus in (
                 model_pb2.POSITION_STATUS_CLOSED,
                 model_pb2.POSITION_STATUS_ERROR,
             ):
                 self.state.positions.pop(pos.positionId, None)
                 keys.add(key)
+                reducing.add(key)
         if event.HasField("order"):
             order = event.order
             key = f"o{order.orderId}"
@@ -456,6 +489,8 @@ class AccountSession:
                 keys.add(key)
             elif self.state.orders.pop(order.orderId, None) is not None:
                 keys.add(key)
+                if event.executionType in (model_pb2.ORDER_CANCELLED, model_pb2.ORDER_EXPIRED):
+                    reducing.add(key)
             if (
                 event.executionType == model_pb2.ORDER_FILLED
                 and order.orderType in convert.PENDING_KINDS
@@ -474,7 +509,7 @@ class AccountSession:
         if keys:
             if self._changed_in_flight is not None:
                 self._changed_in_flight.update(keys)
-            self._emit(keys, origins=origins)
+            self._emit(keys, origins=origins, reducing=reducing)
 
     def _note_order_event(self, order_id: int, execution_type: int) -> None:
         self._recent_orders[order_id] = execution_type
@@ -486,10 +521,20 @@ class AccountSession:
                 future.set_result(execution_type)
 
     def _emit(
-        self, keys: Iterable[str], *, origins: dict[str, str] | None = None, resync: bool = False
+        self,
+        keys: Iterable[str],
+        *,
+        origins: dict[str, str] | None = None,
+        resync: bool = False,
+        reducing: Iterable[str] = (),
     ) -> None:
         change = AccountChange(
-            self.account_id, frozenset(keys), time.monotonic(), origins or {}, resync
+            self.account_id,
+            frozenset(keys),
+            time.monotonic(),
+            origins or {},
+            resync,
+            frozenset(reducing),
         )
         try:
             self._on_change(change)

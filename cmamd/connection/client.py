@@ -141,6 +141,14 @@ class OpenApiConnection:
     def is_ready(self) -> bool:
         return self._state.is_ready
 
+    @property
+    def max_rps(self) -> int:
+        return self._throttle.max_rps
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self._request_timeout_s
+
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait for the ready state; raises TimeoutError, or the reason it closed."""
         async with asyncio.timeout(timeout):
@@ -164,6 +172,13 @@ class OpenApiConnection:
 
     def remove_listener(self, callback: Listener) -> None:
         self._dispatcher.remove_listener(callback)
+
+    def add_account_listener(self, account_id: int, callback: Listener) -> None:
+        """``callback(envelope)`` for the unsolicited messages of one account (routed by id)."""
+        self._dispatcher.accounts.add(account_id, callback)
+
+    def remove_account_listener(self, account_id: int, callback: Listener) -> None:
+        self._dispatcher.accounts.remove(account_id, callback)
 
     def add_session_hook(self, hook: SessionHook) -> None:
         """``await hook(conn)`` after each (re)connect, before other requests are released."""

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from cmamd.connection.routing import AccountRouter
 from cmamd.protocol.codec import HEARTBEAT_PAYLOAD_TYPE, Envelope
 from cmamd.protocol.proto import messages_pb2
 
@@ -25,6 +26,8 @@ class Dispatcher:
         self._log = log
         self._pending: dict[str, asyncio.Future[Envelope]] = {}
         self._listeners: list[Listener] = []
+        self.accounts = AccountRouter(log)
+        """Listeners of one account each: reached by the message's account id."""
 
     @property
     def in_flight(self) -> int:
@@ -65,6 +68,7 @@ class Dispatcher:
             future.set_result(envelope)
 
     def _notify_listeners(self, envelope: Envelope) -> None:
+        self.accounts.route(envelope)
         for listener in list(self._listeners):
             try:
                 listener(envelope)

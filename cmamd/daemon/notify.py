@@ -23,6 +23,8 @@ from cmamd.logs import get_logger
 
 log = get_logger(__name__)
 
+MAX_UNDELIVERED = 8
+
 
 def monotonic_usec() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
@@ -43,6 +45,9 @@ class _Transport(sdnotify.SystemdNotifier):  # type: ignore[misc]
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             self.socket.connect("\0" + address[1:] if address.startswith("@") else address)
+            # Sent from the event loop: a manager that does not drain its socket must not
+            # freeze the daemon; a full socket raises BlockingIOError instead.
+            self.socket.setblocking(False)
         except OSError:
             self.socket.close()
             raise
@@ -79,6 +84,10 @@ class SystemdNotifier:
             self._address = None
         self._transport: _Transport | None = None
         self._failing = False
+        # State changes (READY, RELOADING, STOPPING) the full socket refused: sent again
+        # before the next message, since systemd acts on them. STATUS and WATCHDOG are
+        # superseded by the next ones and are simply dropped.
+        self._undelivered: list[str] = []
 
     @property
     def enabled(self) -> bool:
@@ -123,6 +132,18 @@ class SystemdNotifier:
     def _send(self, message: str) -> None:
         if self._address is None:
             return
+        while self._undelivered:
+            if not self._deliver(self._undelivered[0]):
+                break
+            self._undelivered.pop(0)
+        delivered = not self._undelivered and self._deliver(message)  # keeps the order
+        if not delivered and not message.startswith(("STATUS=", "WATCHDOG=")):
+            self._undelivered = [*self._undelivered, message][-MAX_UNDELIVERED:]
+
+    def _deliver(self, message: str) -> bool:
+        """Send one datagram without blocking; False when the socket is full."""
+        if self._address is None:
+            return True
         # One retry on a fresh socket: after `systemctl daemon-reexec` the old connection
         # points at a socket file that no longer exists.
         for attempt in (1, 2):
@@ -130,6 +151,9 @@ class SystemdNotifier:
                 if self._transport is None:
                     self._transport = _Transport(self._address)
                 self._transport.send(message)
+            except BlockingIOError as error:
+                self._report_failure(message, error)  # the receiver is not draining
+                return False
             except OSError as error:
                 self.close()
                 if attempt == 2:
@@ -138,7 +162,8 @@ class SystemdNotifier:
                 if self._failing:
                     log.info("systemd notifications work again")
                     self._failing = False
-                return
+                return True
+        return True  # failed for another reason: reported, not worth keeping
 
     def _report_failure(self, message: str, error: OSError) -> None:
         # Once per outage: the watchdog would otherwise repeat it every few seconds.

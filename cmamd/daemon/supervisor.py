@@ -35,8 +35,10 @@ from cmamd.config.problems import format_path
 from cmamd.config.rules import VolumeMode
 from cmamd.control.hub import OperatorHub
 from cmamd.daemon import dest_marks, reload_status
+from cmamd.daemon.destinations import EQUITY_STOP_PREFIX, FactsCache
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
+from cmamd.daemon.startup import accounts_not_ready, wait_until_settled
 from cmamd.logs import configure_logging, get_logger, register_secret
 from cmamd.replication.executor import CopyReport, Destination, Replicator
 from cmamd.replication.planner import CopyTarget
@@ -76,6 +78,7 @@ class Daemon:
         self._stopping = False
         self._starting: set[asyncio.Task[None]] = set()
         self._last_housekeeping = 0.0
+        self._facts = FactsCache()
         self.started = asyncio.Event()
 
     # entry ---------------------------------------------------------------------------
@@ -128,6 +131,11 @@ class Daemon:
         self.replicator.start()
         await self.hub.start()
         await self._start_accounts(config, config.enabled_accounts)
+        still_starting = await wait_until_settled(
+            lambda: self.sessions.values(), ACCOUNT_START_TIMEOUT_S
+        )
+        if still_starting:
+            log.warning("accounts still starting; going on without them", accounts=still_starting)
         await self.replicator.confirm_unfinished_opens(int(time.time() * 1000))
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self._destinations(config))
@@ -344,33 +352,34 @@ class Daemon:
         if self.config is None or self.store is None or self.replicator is None:
             return
         tripped = False
-        for rule in self.config.copy_rules:
-            for dest in rule.destinations:
-                session = self.sessions.get(dest.account)
-                dest_id = _dest_id(self.config, rule.name, rule.source, dest.account)
-                if dest.equity_stop is None or session is None or not session.ready.is_set():
-                    continue
-                equity = session.state.equity
-                if equity is None or equity >= dest.equity_stop.below:
-                    continue
-                if dest_marks.equity_stop_latched(self.store, dest_id, dest):
-                    continue
-                dest_marks.latch_equity_stop(self.store, dest_id, dest)
-                log.error(
-                    "EQUITY STOP: closing copies and freezing the destination",
-                    rule=rule.name,
-                    follower=dest.account,
-                    equity=str(equity),
-                    threshold=str(dest.equity_stop.below),
+        for facts in self._facts.facts(self.config):
+            dest = facts.dest
+            if dest.equity_stop is None:
+                continue
+            session = self.sessions.get(dest.account)
+            if session is None or not session.ready.is_set():
+                continue
+            equity = session.state.equity
+            if equity is None or equity >= dest.equity_stop.below:
+                continue
+            if dest_marks.equity_stop_latched(self.store, facts.dest_id, dest):
+                continue
+            dest_marks.latch_equity_stop(self.store, facts.dest_id, dest)
+            log.error(
+                "EQUITY STOP: closing copies and freezing the destination",
+                rule=facts.rule,
+                follower=dest.account,
+                equity=str(equity),
+                threshold=str(dest.equity_stop.below),
+            )
+            if self.hub is not None:
+                self.hub.alert(
+                    "equity_stop",
+                    f"EQUITY STOP on {dest.account} ({facts.rule}): equity {equity} "
+                    f"below {dest.equity_stop.below}; copies closed, destination frozen",
+                    {"rule": facts.rule, "follower": dest.account, "equity": str(equity)},
                 )
-                if self.hub is not None:
-                    self.hub.alert(
-                        "equity_stop",
-                        f"EQUITY STOP on {dest.account} ({rule.name}): equity {equity} "
-                        f"below {dest.equity_stop.below}; copies closed, destination frozen",
-                        {"rule": rule.name, "follower": dest.account, "equity": str(equity)},
-                    )
-                tripped = True
+            tripped = True
         if tripped:
             self.replicator.set_destinations(self._destinations(self.config))
 
@@ -420,6 +429,9 @@ class Daemon:
         frozen = self.replicator.frozen_followers() if self.replicator else []
         if frozen:
             text += f"; FROZEN, another cmamd copies onto: {', '.join(frozen)}"
+        not_ready = accounts_not_ready(self.sessions.values())
+        if not_ready:
+            text += f"; {not_ready}"
         if extra:
             text += f"; {extra}"
         return text
@@ -428,13 +440,13 @@ class Daemon:
         """``rule:follower`` of every destination frozen by its equity stop."""
         if self.config is None or self.store is None:
             return []
-        stopped = []
-        for rule in self.config.copy_rules:
-            for dest in rule.destinations:
-                dest_id = _dest_id(self.config, rule.name, rule.source, dest.account)
-                if dest_marks.equity_stop_latched(self.store, dest_id, dest):
-                    stopped.append(f"{rule.name}:{dest.account}")
-        return stopped
+        stops = self.store.meta_items(EQUITY_STOP_PREFIX)  # one query, not one per destination
+        return [
+            f"{facts.rule}:{facts.follower}"
+            for facts in self._facts.facts(self.config)
+            if facts.equity_stop_fingerprint
+            and stops.get(facts.equity_stop_key) == facts.equity_stop_fingerprint
+        ]
 
     # shutdown --------------------------------------------------------------------------
     async def _shutdown(self) -> None:

@@ -248,7 +248,9 @@ class Replicator:
                     continue
                 for key in change.keys:
                     self.queue.push(
-                        (dest.id, target.follower_account_id, key), at=change.received_at
+                        (dest.id, target.follower_account_id, key),
+                        at=change.received_at,
+                        urgent=key in change.reducing,  # a close/cancel overtakes queued opens
                     )
             elif change.account_id == target.follower_account_id:
                 if change.resync:

@@ -5,8 +5,16 @@ sent is planned once more afterwards, from the latest state, never five times. T
 the queue bounded by the number of live items, and it is what guarantees that work on
 one follower item is strictly sequential (a close never overtakes the open it closes):
 an item is handed to one worker at a time and stays *busy* until that worker is done.
-Risk-reducing work goes first, then the oldest; ties are broken round-robin across
-followers so that a follower with many items does not starve the others.
+Risk-reducing work goes first (``push(urgent=True)``: a master position closed, an order
+cancelled, a retry), then the oldest; followers are served round-robin so that a follower
+with many items does not starve the others, and a slow follower holds at most
+``max_busy_per_follower`` workers.
+
+Every operation is O(1) amortised whatever the number of followers and items: each
+follower has its own FIFO per class (urgent, normal), followers with work a worker may
+take wait in a ready ring per class, and a push or done wakes one waiting worker, not all.
+Stale FIFO slots (an entry promoted to urgent, discarded, or re-queued) are skipped when
+reached.
 """
 
 from __future__ import annotations
@@ -20,12 +28,24 @@ from dataclasses import dataclass, field
 WorkKey = tuple[str, int, str]
 """(destination id, follower account id, master item key such as "p123")."""
 
+_URGENT, _NORMAL = 0, 1
+
 
 @dataclass(slots=True)
 class _Entry:
     first_seen: float  # monotonic time of the oldest change not yet planned
     urgent: bool
     order: int
+
+
+@dataclass(slots=True)
+class _Follower:
+    busy: int = 0
+    # (key, order) in arrival order; a slot is live while the entry still has that order
+    # and class (the entry may have been promoted, discarded, taken, or queued again)
+    fifo: tuple[deque[tuple[WorkKey, int]], deque[tuple[WorkKey, int]]] = field(
+        default_factory=lambda: (deque(), deque())
+    )
 
 
 @dataclass
@@ -36,9 +56,13 @@ class ReplicationQueue:
     max_busy_per_follower: int = 4
     _pending: dict[WorkKey, _Entry] = field(default_factory=dict)
     _busy: set[WorkKey] = field(default_factory=set)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)  # for idle waiters
     _counter: itertools.count[int] = field(default_factory=itertools.count)
-    _last_followers: deque[int] = field(default_factory=lambda: deque(maxlen=64))
+    _followers: dict[int, _Follower] = field(default_factory=dict)
+    # followers that may have work a worker can take, per class, in round-robin order
+    _ready: tuple[deque[int], deque[int]] = field(default_factory=lambda: (deque(), deque()))
+    _in_ready: tuple[set[int], set[int]] = field(default_factory=lambda: (set(), set()))
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
     def push(self, key: WorkKey, *, at: float, urgent: bool = False) -> None:
         """Mark ``key`` for planning; an existing entry keeps its age, may become urgent."""
@@ -46,11 +70,14 @@ class ReplicationQueue:
         if entry is None:
             if len(self._pending) >= self.maxsize:
                 raise OverflowError(f"replication queue full ({self.maxsize} items)")
-            self._pending[key] = _Entry(at, urgent, next(self._counter))
+            entry = self._pending[key] = _Entry(at, urgent, next(self._counter))
         else:
             entry.first_seen = min(entry.first_seen, at)
-            entry.urgent = entry.urgent or urgent
-        self._notify()
+            if entry.urgent or not urgent:
+                return  # already queued in its class: nothing for a worker to see anew
+            entry.urgent = True
+        if key not in self._busy:  # a busy key is queued again when its worker is done
+            self._enqueue(key, entry)
 
     async def take(self) -> tuple[WorkKey, float]:
         """Wait for the next key that is not busy; it is busy until ``done(key)``."""
@@ -59,18 +86,37 @@ class ReplicationQueue:
             if key is not None:
                 entry = self._pending.pop(key)
                 self._busy.add(key)
-                self._last_followers.append(key[1])
                 return key, entry.first_seen
-            self._changed.clear()
-            await self._changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken just as it was cancelled: pass the wake on
+                raise
 
     def done(self, key: WorkKey) -> None:
+        if key not in self._busy:
+            return
         self._busy.discard(key)
-        self._notify()
+        follower = self._followers[key[1]]
+        follower.busy -= 1
+        entry = self._pending.get(key)
+        if entry is not None:  # it changed while busy: its turn now
+            self._enqueue(key, entry)
+        else:
+            self._mark_ready(key[1], follower)
+            if not follower.busy and not follower.fifo[0] and not follower.fifo[1]:
+                del self._followers[key[1]]
+        if self.idle():
+            self._changed.set()
 
     def discard_destination(self, destination: str) -> None:
         for key in [k for k in self._pending if k[0] == destination]:
-            del self._pending[key]
+            del self._pending[key]  # its FIFO slots go stale
+        if self.idle():
+            self._changed.set()
 
     @property
     def depth(self) -> int:
@@ -106,20 +152,64 @@ class ReplicationQueue:
                 return True
         return False
 
-    def _pick(self) -> WorkKey | None:
-        recent = {f: i for i, f in enumerate(self._last_followers)}
-        busy_per_follower: dict[int, int] = {}
-        for busy in self._busy:
-            busy_per_follower[busy[1]] = busy_per_follower.get(busy[1], 0) + 1
-        best: tuple[tuple[int, int, int], WorkKey] | None = None
-        for key, entry in self._pending.items():
-            if key in self._busy or busy_per_follower.get(key[1], 0) >= self.max_busy_per_follower:
-                continue
-            # urgent first; then followers served least recently; then oldest
-            rank = (0 if entry.urgent else 1, recent.get(key[1], -1), entry.order)
-            if best is None or rank < best[0]:
-                best = (rank, key)
-        return None if best is None else best[1]
+    # internals ---------------------------------------------------------------------------
+    def _enqueue(self, key: WorkKey, entry: _Entry) -> None:
+        follower = self._followers.get(key[1])
+        if follower is None:
+            follower = self._followers[key[1]] = _Follower()
+        follower.fifo[_URGENT if entry.urgent else _NORMAL].append((key, entry.order))
+        self._mark_ready(key[1], follower)
 
-    def _notify(self) -> None:
-        self._changed.set()
+    def _mark_ready(self, follower_id: int, follower: _Follower) -> None:
+        if follower.busy >= self.max_busy_per_follower:
+            return
+        woke = False
+        for cls in (_URGENT, _NORMAL):
+            if follower.fifo[cls] and follower_id not in self._in_ready[cls]:
+                self._in_ready[cls].add(follower_id)
+                self._ready[cls].append(follower_id)
+                woke = True
+        if woke or follower.fifo[0] or follower.fifo[1]:
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _pick(self) -> WorkKey | None:
+        for cls in (_URGENT, _NORMAL):
+            ring, members = self._ready[cls], self._in_ready[cls]
+            while ring:
+                follower_id = ring.popleft()
+                follower = self._followers.get(follower_id)
+                if follower is None or follower.busy >= self.max_busy_per_follower:
+                    members.discard(follower_id)  # done() puts it back when below its cap
+                    continue
+                key = self._live_head(follower.fifo[cls], cls)
+                if key is None:
+                    members.discard(follower_id)
+                    continue
+                follower.busy += 1
+                if follower.fifo[cls] and follower.busy < self.max_busy_per_follower:
+                    ring.append(follower_id)  # round-robin: to the back of the ring
+                else:
+                    members.discard(follower_id)
+                return key
+        return None
+
+    def _live_head(self, fifo: deque[tuple[WorkKey, int]], cls: int) -> WorkKey | None:
+        """Pop the first live slot of ``fifo``; None when only stale ones were left."""
+        while fifo:
+            key, order = fifo.popleft()
+            entry = self._pending.get(key)
+            if (
+                entry is not None
+                and entry.order == order
+                and (_URGENT if entry.urgent else _NORMAL) == cls
+                and key not in self._busy
+            ):
+                return key
+        return None

@@ -11,7 +11,7 @@ from cmamd.sim.config import (
 )
 from cmamd.sim.market import Market
 from cmamd.sim.server import SimServer
-from cmamd.sim.session import ConnectionInfo, RecordedRequest
+from cmamd.sim.session import ConnectionInfo, FrameEvent, RecordedRequest
 from cmamd.sim.validation import Rejected
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "BrokerConfig",
     "ConnectionInfo",
     "CtidConfig",
+    "FrameEvent",
     "Market",
     "RecordedRequest",
     "Rejected",

@@ -31,7 +31,7 @@ from cmamd.sim.market import Market, PriceChange
 from cmamd.sim.oauth import OAuthSettings, OAuthStandIn
 from cmamd.sim.pipeline import FramePipeline
 from cmamd.sim.protos import spot_event
-from cmamd.sim.session import ConnectionInfo, RecordedRequest, Session
+from cmamd.sim.session import ConnectionInfo, FrameEvent, FrameListener, RecordedRequest, Session
 from cmamd.sim.tokens import TokenStore
 
 log = structlog.get_logger("cmamd.sim")
@@ -80,6 +80,7 @@ class SimServer(ManualTrading):
             on_rotated=self._on_tokens_rotated,
         )
         self._conn_ids = itertools.count(1)
+        self._frame_listeners: list[FrameListener] = []
         self._prices_paused = False
         self._ws: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -273,6 +274,33 @@ class SimServer(ManualTrading):
         """While set (and before ``until_ms``), new sessions get SERVER_IS_UNDER_MAINTENANCE."""
         self._pipeline.maintenance_until = until_ms
 
+    # --- frame hook -------------------------------------------------------------------
+
+    def add_frame_listener(self, listener: FrameListener) -> None:
+        """``listener(FrameEvent)`` for every frame received and every frame written.
+
+        Timestamps are taken at the socket: as a frame is handed over by the WebSocket
+        layer, and once a frame's write returned. Listeners run on the server's loop and
+        must be quick (benchmarks append to a list and decode later).
+        """
+        self._frame_listeners.append(listener)
+
+    def remove_frame_listener(self, listener: FrameListener) -> None:
+        if listener in self._frame_listeners:
+            self._frame_listeners.remove(listener)
+
+    def _frame_event(self, direction: str, conn_id: int, frame: bytes) -> None:
+        event = FrameEvent(direction, conn_id, self._monotonic(), frame)
+        for listener in list(self._frame_listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("frame listener failed")
+
+    def _frame_written(self, conn_id: int, frame: bytes) -> None:
+        if self._frame_listeners:
+            self._frame_event("out", conn_id, frame)
+
     # --- record -----------------------------------------------------------------------
 
     @property
@@ -303,7 +331,7 @@ class SimServer(ManualTrading):
         address = connection.remote_address
         remote = f"{address[0]}:{address[1]}" if address else "?"
         info = ConnectionInfo(next(self._conn_ids), self._monotonic(), remote)
-        session = Session(info, connection, self._monotonic())
+        session = Session(info, connection, self._monotonic(), self._frame_written)
         self.connections.append(info)
         self._sessions[info.conn_id] = session
         log.info("sim connection opened", conn_id=info.conn_id, remote=remote)
@@ -314,6 +342,8 @@ class SimServer(ManualTrading):
                 if session.closing:  # decided to close: what arrives now is not acted on
                     break
                 session.last_received = self._monotonic()
+                if self._frame_listeners and isinstance(frame, bytes):
+                    self._frame_event("in", info.conn_id, frame)
                 self._pipeline.on_frame(session, frame)
         except ConnectionClosed:
             pass

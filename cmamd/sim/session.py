@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -45,14 +46,34 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameEvent:
+    """A frame at the simulator's socket: ``"in"`` as received, ``"out"`` once written."""
+
+    direction: str
+    conn_id: int
+    at: float  # time.monotonic() (or the server's monotonic clock)
+    frame: bytes
+
+
+FrameListener = Callable[[FrameEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
 class _Close:
     code: int
     reason: str
 
 
 class Session:
-    def __init__(self, info: ConnectionInfo, connection: ServerConnection, now: float) -> None:
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        connection: ServerConnection,
+        now: float,
+        on_written: Callable[[int, bytes], None] | None = None,
+    ) -> None:
         self.info = info
+        self._on_written = on_written
         self.app_authenticated = False
         self.last_received = now
         self.admitted: deque[float] = deque()
@@ -109,5 +130,7 @@ class Session:
                     await self._connection.close(item.code, item.reason)
                     return
                 await self._connection.send(item)
+                if self._on_written is not None:
+                    self._on_written(self.info.conn_id, item)
         except ConnectionClosed:
             return

@@ -2,10 +2,19 @@
 
 Everything here must survive a crash at any instant: a refresh token is single-use (losing
 the new one locks the user out) and an order sent but not journaled could be sent twice
-after a restart. So every write is one short transaction, committed with
-``synchronous=FULL`` in WAL mode before the call returns, and the journal entry of an order
-is written together with the link update it belongs to. The file holds live credentials:
-the directory is 0700 and the database files 0600 whatever the umask.
+after a restart. So every write is one short transaction committed before the call returns,
+and the journal entry of an order is written together with the link update it belongs to.
+The file holds live credentials: the directory is 0700 and the database files 0600 whatever
+the umask.
+
+Durability has two levels (see docs/operations.md, "What survives a crash"). WAL with
+``synchronous=NORMAL``: a commit is in the operating system once the call returns, so it
+survives the process being killed (kill -9, OOM, a crash), but not a power cut or kernel
+panic, which may drop the last commits (the WAL is synced at checkpoints). That is what
+links and the journal use: they are on the copy path, and what a power cut could drop is
+settled by the deterministic label plus reconcile at start-up. Tokens are written with
+``synchronous=FULL`` (the WAL is fsynced before the call returns): a rotated refresh token
+is single-use and must survive anything once it is about to be used.
 
 The API is synchronous on purpose: each call is a small indexed write on a local file,
 cheaper than a hop to a thread, and the daemon's single event loop owns the store.
@@ -96,7 +105,7 @@ class StateStore:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise StateError(f"{path}: cannot use WAL journaling (got {mode!r})")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn, migrations)
             files.tighten_sidecars(path)
@@ -124,6 +133,15 @@ class StateStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @contextmanager
+    def _fully_durable(self) -> Iterator[None]:
+        """Commits inside are fsynced before they return (they survive a power cut)."""
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -169,7 +187,7 @@ class StateStore:
             account_id: pair if pair.updated_ms else dataclasses.replace(pair, updated_ms=now_ms)
             for account_id, pair in tokens.items()
         }
-        with self._transaction() as conn:
+        with self._fully_durable(), self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO tokens (account_id, access_token, refresh_token, expires_at_ms, "
                 "updated_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET "

@@ -201,6 +201,11 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
     store = daemon.daemon.store
     before = len(sim.record)
     reconciling = [asyncio.create_task(ctl(socket_dir, "reconcile")) for _ in range(2)]
+    assert daemon.daemon.pool is not None
+    (connection,) = daemon.daemon.pool.connections
+    # the reconciles must be waiting for the budget before the master trades, or the
+    # copies' opens could reach the budget first
+    await eventually(lambda: connection.stats["queued"] >= 1, 10, "reconciles queued")
     for symbol in ("EURUSD", "GBPUSD"):
         await master.market(symbol, Side.SELL, "0.10")
 

@@ -318,11 +318,30 @@ def test_a_second_open_of_the_same_directory_is_refused(tmp_path: Path) -> None:
     StateStore.open(tmp_path).close()
 
 
-def test_connection_runs_in_wal_with_full_sync_and_foreign_keys(store: StateStore) -> None:
+def test_connection_runs_in_wal_with_normal_sync_and_foreign_keys(store: StateStore) -> None:
     conn = store._conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: survives kill -9
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_token_writes_are_fsynced_and_the_rest_is_not(store: StateStore) -> None:
+    # sqlite reports the level in force; tokens are committed with FULL, then back to NORMAL
+    levels: list[int] = []
+    conn = store._conn
+    conn.set_trace_callback(
+        lambda sql: (
+            levels.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+            if sql.startswith("INSERT INTO tokens")
+            else None
+        )
+    )
+    try:
+        store.put_tokens(1, StoredTokens("a", "r"))
+    finally:
+        conn.set_trace_callback(None)
+    assert levels == [2]  # FULL while the token row is written and committed
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
 
 
 def test_close_is_idempotent(tmp_path: Path) -> None:

@@ -143,6 +143,14 @@ class FakeConnection:
         if callback in self.listeners:
             self.listeners.remove(callback)
 
+    def add_account_listener(self, account_id: int, callback: Callable[[Envelope], None]) -> None:
+        self.listeners.append(callback)  # the fake offers every message to every listener
+
+    def remove_account_listener(
+        self, account_id: int, callback: Callable[[Envelope], None]
+    ) -> None:
+        self.remove_listener(callback)
+
     def add_session_hook(self, hook: Callable[[Any], Any]) -> None:
         self.hooks.append(hook)
 

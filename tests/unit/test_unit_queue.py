@@ -183,3 +183,60 @@ async def test_wait_quiet_needs_an_unbroken_idle_stretch() -> None:
     key, _ = await queue.take()
     queue.done(key)
     assert await queue.wait_quiet(0.05, timeout_s=1.0) is True
+
+
+async def test_a_push_wakes_one_waiting_worker_not_all() -> None:
+    queue = ReplicationQueue()
+    workers = [asyncio.ensure_future(queue.take()) for _ in range(8)]
+    await asyncio.sleep(0)
+    queue.push(("d", 1, "p1"), at=1.0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sum(w.done() for w in workers) == 1
+    assert len(queue._waiters) == 7, "the others were never woken"
+    queue.push(("d", 2, "p1"), at=2.0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sum(w.done() for w in workers) == 2
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def test_a_wake_that_meets_a_cancelled_worker_goes_to_the_next() -> None:
+    queue = ReplicationQueue()
+    first = asyncio.ensure_future(queue.take())
+    second = asyncio.ensure_future(queue.take())
+    await asyncio.sleep(0)
+    queue.push(("d", 1, "p1"), at=1.0)  # wakes ``first``...
+    first.cancel()  # ...which is cancelled before it runs
+    key, _ = await asyncio.wait_for(second, 1)
+    assert key == ("d", 1, "p1")
+    await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_an_urgent_push_of_a_busy_key_goes_first_once_it_is_done() -> None:
+    queue = ReplicationQueue()
+    queue.push(("d", 1, "p1"), at=1.0)
+    busy, _ = await take_now(queue)
+    queue.push(("d", 2, "p2"), at=2.0)
+    queue.push(("d", 3, "p3"), at=3.0)
+    queue.push(busy, at=4.0, urgent=True)  # the master closed it while its open was sent
+    queue.done(busy)
+    key, _ = await take_now(queue)
+    assert key == busy
+
+
+async def test_many_followers_are_served_in_round_robin_with_urgent_work_first() -> None:
+    queue = ReplicationQueue()
+    for follower in range(1, 201):
+        for item in range(3):
+            queue.push(("d", follower, f"p{item}"), at=float(item))
+    queue.push(("d", 150, "p9"), at=9.0, urgent=True)
+    first, _ = await take_now(queue)
+    assert first == ("d", 150, "p9")
+    seen = []
+    for _ in range(200):
+        key, _ = await take_now(queue)
+        seen.append(key[1])
+    assert sorted(seen) == list(range(1, 201)), "each follower once before any twice"
