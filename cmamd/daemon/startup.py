@@ -55,7 +55,7 @@ def accounts_not_ready(sessions: Iterable[AccountSession], limit: int = 5) -> st
     failed: list[str] = []
     starting: list[str] = []
     for session in sessions:
-        if session.ready.is_set() or session.needs_reauth is not None:
+        if session.ready.is_set() or session.status == "needs re-authorisation":
             continue  # the latter have a STATUS part of their own
         (failed if session.status == "failed" else starting).append(session.name)
     parts = []
