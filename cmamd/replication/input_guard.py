@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 from cmamd.accounts import wire_checks
 from cmamd.accounts.model import AccountState
-from cmamd.replication.labels import label, parse_key
+from cmamd.item_keys import ItemKind, parse_key
+from cmamd.replication.labels import label
 
 
 def refusal(
@@ -25,7 +26,9 @@ def refusal(
         return f"not planned: {key!r} is not a master item key"
     kind, item_id = parsed
     master_problem = (
-        _position_problem(master, item_id) if kind == "p" else _order_problem(master, item_id)
+        _position_problem(master, item_id)
+        if kind is ItemKind.POSITION
+        else _order_problem(master, item_id)
     )
     if master_problem is not None:
         return f"not planned: the master's {master_problem}"
@@ -48,7 +51,7 @@ def refusal(
 def is_item_key(key: str) -> bool:
     """``p<id>`` or ``o<id>`` with a positive id (the server numbers from 1)."""
     parsed = parse_key(key)
-    return parsed is not None and parsed[1] > 0
+    return parsed is not None and parsed.item_id > 0
 
 
 def _position_problem(master: AccountState, item_id: int) -> str | None:

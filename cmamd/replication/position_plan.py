@@ -6,6 +6,7 @@ import dataclasses
 
 from cmamd.accounts.model import Position, SymbolSpec
 from cmamd.config.rules import CopyMode
+from cmamd.item_keys import parse_key
 from cmamd.protocol.units import round_price
 from cmamd.replication.intents import (
     AmendPositionProtection,
@@ -15,7 +16,6 @@ from cmamd.replication.intents import (
     OpenPosition,
     Skip,
 )
-from cmamd.replication.labels import parse_key
 from cmamd.replication.links import LinkStatus
 from cmamd.replication.mapping import map_symbol, symbol_tradable
 from cmamd.replication.planning import (
@@ -77,7 +77,7 @@ def plan_position(inputs: KeyInputs) -> KeyPlan:
 
 def _pending_on_master(inputs: KeyInputs, order_key: str) -> bool:
     parsed = parse_key(order_key)
-    return parsed is not None and parsed[1] in inputs.master.orders
+    return parsed is not None and parsed.item_id in inputs.master.orders
 
 
 def _close(plan: PlanBuilder, inputs: KeyInputs, copy: Position, volume: int) -> None:
