@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import NamedTuple
 
 
 class ItemKind(StrEnum):
@@ -25,11 +24,9 @@ class ItemKind(StrEnum):
     ORDER = "o"
 
 
-class ItemKey(NamedTuple):
-    """A parsed key: ``ItemKey(ItemKind.POSITION, 123)`` for ``"p123"``."""
-
-    kind: ItemKind
-    item_id: int
+ItemKey = tuple[ItemKind, int]
+"""A parsed key: ``(ItemKind.POSITION, 123)`` for ``"p123"`` (a plain tuple: parsing is on
+the planner's hot path)."""
 
 
 ID_MAX = 2**63 - 1  # the Open API's ids are int64
@@ -37,8 +34,9 @@ ID_PATTERN = r"(?:0|[1-9][0-9]{0,18})"
 """An id in a key, label or client order id: no sign, no leading zeros (one spelling per id);
 the range is checked after matching (``is_id``)."""
 _KIND_PATTERN = "[" + "".join(kind.value for kind in ItemKind) + "]"
-KEY_PATTERN = _KIND_PATTERN + ID_PATTERN
-"""A key inside a longer text; ``parse_key`` checks the id's range."""
+KEY_PATTERN = f"{_KIND_PATTERN}({ID_PATTERN})"
+"""A key inside a longer text, with ONE capturing group: the id, whose range the user of
+the pattern checks with ``is_id``."""
 
 _KEY_RE = re.compile(f"({_KIND_PATTERN})({ID_PATTERN})")
 _KIND_OF = {kind.value: kind for kind in ItemKind}
@@ -57,12 +55,14 @@ def order_key(order_id: int) -> str:
 
 
 def parse_key(key: str) -> ItemKey | None:
-    """``ItemKey(ItemKind.POSITION, 123)`` (equal to ``("p", 123)``) for ``"p123"``; None for
+    """``(ItemKind.POSITION, 123)`` (equal to ``("p", 123)``) for ``"p123"``; None for
     anything that is not a key."""
     match = _KEY_RE.fullmatch(key)
-    if match is None or not is_id(item_id := int(match.group(2))):
+    if match is None:
         return None
-    return ItemKey(_KIND_OF[match.group(1)], item_id)
+    kind, digits = match.groups()
+    item_id = int(digits)
+    return (_KIND_OF[kind], item_id) if item_id <= ID_MAX else None
 
 
 def split_key(key: str) -> ItemKey:
@@ -76,14 +76,14 @@ def split_key(key: str) -> ItemKey:
 
 def is_position_key(key: str) -> bool:
     parsed = parse_key(key)
-    return parsed is not None and parsed.kind is ItemKind.POSITION
+    return parsed is not None and parsed[0] is ItemKind.POSITION
 
 
 def is_order_key(key: str) -> bool:
     parsed = parse_key(key)
-    return parsed is not None and parsed.kind is ItemKind.ORDER
+    return parsed is not None and parsed[0] is ItemKind.ORDER
 
 
 def ids_of(keys: Iterable[str], kind: ItemKind) -> set[int]:
     """The ids of the ``kind`` keys among ``keys`` (anything that is not a key is left out)."""
-    return {p.item_id for p in map(parse_key, keys) if p is not None and p.kind is kind}
+    return {p[1] for p in map(parse_key, keys) if p is not None and p[0] is kind}

@@ -51,7 +51,7 @@ def refusal(
 def is_item_key(key: str) -> bool:
     """``p<id>`` or ``o<id>`` with a positive id (the server numbers from 1)."""
     parsed = parse_key(key)
-    return parsed is not None and parsed.item_id > 0
+    return parsed is not None and parsed[1] > 0
 
 
 def _position_problem(master: AccountState, item_id: int) -> str | None:

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import re
 
-from cmamd.item_keys import ID_PATTERN, KEY_PATTERN, is_id, parse_key, split_key
+from cmamd.item_keys import ID_PATTERN, KEY_PATTERN, is_id, split_key
 
 LABEL_MAX = 100  # ProtoOANewOrderReq.label
 CLIENT_ORDER_ID_MAX = 50  # ProtoOANewOrderReq.clientOrderId
 
+# groups: the master account id, the key, the key's id
 _LABEL_RE = re.compile(rf"cm:({ID_PATTERN}):({KEY_PATTERN})")
 INSTANCE_LENGTH = 4
 _INSTANCE = rf"[a-z0-9]{{{INSTANCE_LENGTH}}}"
 _INSTANCE_RE = re.compile(_INSTANCE)
+# groups: seq, the master account id, the key, the key's id, the instance
 _CLIENT_ORDER_ID_RE = re.compile(
     rf"cm({ID_PATTERN})-({ID_PATTERN})-({KEY_PATTERN})(?:-({_INSTANCE}))?"
 )
@@ -47,7 +49,7 @@ def parse_label(text: str) -> tuple[int, str] | None:
     if match is None:
         return None
     master_account_id = int(match.group(1))
-    if not is_id(master_account_id) or parse_key(match.group(2)) is None:
+    if not is_id(master_account_id) or not is_id(int(match.group(3))):
         return None
     return master_account_id, match.group(2)
 
@@ -74,7 +76,7 @@ def parse_client_order_id(text: str) -> tuple[int, str, int] | None:
     if match is None:
         return None
     seq, master_account_id = int(match.group(1)), int(match.group(2))
-    if seq < 1 or not is_id(master_account_id) or parse_key(match.group(3)) is None:
+    if seq < 1 or not is_id(master_account_id) or not is_id(int(match.group(4))):
         return None
     return master_account_id, match.group(3), seq
 
@@ -84,4 +86,4 @@ def client_order_instance(text: str) -> str | None:
     match = _CLIENT_ORDER_ID_RE.fullmatch(text)
     if match is None or parse_client_order_id(text) is None:
         return None
-    return match.group(4)
+    return match.group(5)

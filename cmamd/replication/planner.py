@@ -146,7 +146,7 @@ def keys_for(
         key = parsed[1]
         keys.add(key)
         parsed_key = parse_key(key)
-        ended = parsed_key is not None and parsed_key.item_id not in master.orders
+        ended = parsed_key is not None and parsed_key[1] not in master.orders
         if ended and is_order_key(key) and key in owner_of:
             keys.add(owner_of[key])
     keys |= {key for key, link in by_key.items() if link.active}
@@ -189,7 +189,7 @@ def plan_key(
     refused = input_guard.refusal(key, master, follower, origins)
     if refused is not None:
         return KeyPlan(key, notes=[refused])
-    parsed = split_key(key)
+    kind, item_id = split_key(key)
     if link is not None and (
         link.key != key
         or link.rule != target.rule
@@ -204,7 +204,7 @@ def plan_key(
     inputs = KeyInputs(
         target=target,
         key=key,
-        item_id=parsed.item_id,
+        item_id=item_id,
         master=master,
         follower=follower,
         link=link,
@@ -214,7 +214,7 @@ def plan_key(
         busy_symbols=busy_symbols,
         **({"link_of": link_of} if link_of is not None else {}),
     )
-    return plan_position(inputs) if parsed.kind is ItemKind.POSITION else plan_order(inputs)
+    return plan_position(inputs) if kind is ItemKind.POSITION else plan_order(inputs)
 
 
 def plan_all(

@@ -77,7 +77,7 @@ def plan_position(inputs: KeyInputs) -> KeyPlan:
 
 def _pending_on_master(inputs: KeyInputs, order_key: str) -> bool:
     parsed = parse_key(order_key)
-    return parsed is not None and parsed.item_id in inputs.master.orders
+    return parsed is not None and parsed[1] in inputs.master.orders
 
 
 def _close(plan: PlanBuilder, inputs: KeyInputs, copy: Position, volume: int) -> None:

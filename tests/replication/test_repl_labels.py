@@ -74,7 +74,8 @@ def test_client_order_id_rejects_bad_input_and_foreign_ids() -> None:
         client_order_id(1, "nope", 1)
     with pytest.raises(ValueError):
         client_order_id(BIGGEST, f"o{BIGGEST}", 10**9)  # would exceed 50 characters
-    for text in ["", "cm0-1-p1", "cm1-1-q1", "order-42", "cm1-01-p1"]:
+    too_big = [f"cm1-{2**63}-p1", f"cm1-1-p{2**63}", f"cm1-1-o{2**63}-k3x9"]
+    for text in ["", "cm0-1-p1", "cm1-1-q1", "order-42", "cm1-01-p1", "cm1-1-p01", *too_big]:
         assert parse_client_order_id(text) is None
 
 

@@ -4,7 +4,6 @@ import pytest
 
 from cmamd.item_keys import (
     ID_MAX,
-    ItemKey,
     ItemKind,
     ids_of,
     is_order_key,
@@ -19,7 +18,7 @@ from cmamd.item_keys import (
 def test_keys_name_positions_and_orders() -> None:
     assert position_key(123) == "p123"
     assert order_key(45) == "o45"
-    assert parse_key("p123") == ItemKey(ItemKind.POSITION, 123)
+    assert parse_key("p123") == (ItemKind.POSITION, 123)
     assert parse_key("o45") == ("o", 45)  # a plain tuple compares equal, as before
     assert is_position_key("p1") and not is_position_key("o1")
     assert is_order_key("o1") and not is_order_key("p1")
