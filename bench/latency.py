@@ -30,9 +30,10 @@ from bench import world
 from bench.hooks import Fill, FillRecorder
 from bench.stats import summary
 from cmamd.accounts.model import Side
+from cmamd.item_keys import position_key
 from cmamd.protocol import codec
 from cmamd.replication.executor import CopyReport
-from cmamd.replication.labels import label, position_key
+from cmamd.replication.labels import label
 
 SYMBOL = "EURUSD"
 LOTS = "0.10"

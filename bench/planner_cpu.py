@@ -24,7 +24,8 @@ from typing import Any
 
 from cmamd.accounts.model import AccountKind, AccountState, Position, Side, SymbolSpec, TraderInfo
 from cmamd.config.rules import Destination
-from cmamd.replication.labels import label, position_key
+from cmamd.item_keys import position_key
+from cmamd.replication.labels import label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.planner import CopyTarget, origins_for, plan_all, plan_key
 

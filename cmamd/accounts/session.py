@@ -27,6 +27,7 @@ from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
 from cmamd.connection.errors import RequestNotSent
 from cmamd.connection.ratelimit import Priority
+from cmamd.item_keys import ItemKind, ids_of, order_key, position_key
 from cmamd.logs import get_logger
 from cmamd.protocol import units
 from cmamd.protocol.codec import Envelope
@@ -184,16 +185,16 @@ class AccountSession:
                 o.orderId: convert.pending_order(o) for o in res.order if convert.is_resting(o)
             }
             positions = merge.merge_snapshot(
-                self.state.positions, positions, {int(k[1:]) for k in changed if k[0] == "p"}
+                self.state.positions, positions, ids_of(changed, ItemKind.POSITION)
             )
             orders = merge.merge_snapshot(
-                self.state.orders, orders, {int(k[1:]) for k in changed if k[0] == "o"}
+                self.state.orders, orders, ids_of(changed, ItemKind.ORDER)
             )
             touched = (
-                {f"p{i}" for i in positions}
-                | {f"p{i}" for i in self.state.positions}
-                | {f"o{i}" for i in orders}
-                | {f"o{i}" for i in self.state.orders}
+                {position_key(i) for i in positions}
+                | {position_key(i) for i in self.state.positions}
+                | {order_key(i) for i in orders}
+                | {order_key(i) for i in self.state.orders}
             )
             self.state.positions = positions
             self.state.orders = orders
@@ -466,7 +467,7 @@ class AccountSession:
         reducing: set[str] = set()
         if event.HasField("position"):
             pos = event.position
-            key = f"p{pos.positionId}"
+            key = position_key(pos.positionId)
             if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN:
                 # stale and replayed events were refused above (wire_guard)
                 before = self.state.positions.get(pos.positionId)
@@ -483,7 +484,7 @@ class AccountSession:
                 reducing.add(key)
         if event.HasField("order"):
             order = event.order
-            key = f"o{order.orderId}"
+            key = order_key(order.orderId)
             if convert.is_resting(order):
                 self.state.orders[order.orderId] = convert.pending_order(order)
                 keys.add(key)
@@ -496,7 +497,7 @@ class AccountSession:
                 and order.orderType in convert.PENDING_KINDS
                 and event.HasField("position")
             ):
-                origins[f"p{event.position.positionId}"] = key
+                origins[position_key(event.position.positionId)] = key
             self._note_order_event(order.orderId, event.executionType)
         if event.HasField("deal") and event.deal.HasField("closePositionDetail"):
             detail = event.deal.closePositionDetail

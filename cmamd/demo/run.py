@@ -19,7 +19,8 @@ from cmamd.demo.config import sim_daemon_config
 from cmamd.demo.master import MasterTrader
 from cmamd.demo.verdict import MasterTrade, compare, expected_copy
 from cmamd.demo.view import DemoView, describe_position
-from cmamd.replication.labels import label, order_key, position_key
+from cmamd.item_keys import order_key, position_key
+from cmamd.replication.labels import label
 from cmamd.sim import SimConfig, SimServer
 
 MASTER = "master"

@@ -23,6 +23,7 @@ from structlog.contextvars import bound_contextvars
 
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.connection.errors import RequestNotSent
+from cmamd.item_keys import ItemKind, split_key
 from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
@@ -571,8 +572,8 @@ class Replicator:
         """
         if link is None or link.active:
             return
-        item_id = int(key[1:])
-        items = master.state.positions if key[0] == "p" else master.state.orders
+        kind, item_id = split_key(key)
+        items = master.state.positions if kind is ItemKind.POSITION else master.state.orders
         if item_id not in items:
             self._links.get(dest_id, {}).pop(key, None)
             self._settled.remember(dest_id, link)
@@ -585,8 +586,9 @@ class Replicator:
             master = self._sessions.get(dest.master) if dest is not None else None
             if master is None or not master.ready.is_set():
                 return None
-            items = master.state.positions if key[0] == "p" else master.state.orders
-            return int(key[1:]) in items
+            kind, item_id = split_key(key)
+            items = master.state.positions if kind is ItemKind.POSITION else master.state.orders
+            return item_id in items
 
         configured = [
             (d.target.rule, d.target.master_account_id, d.target.follower_account_id)
@@ -612,8 +614,9 @@ class Replicator:
     def _follower_keys(keys: frozenset[str], follower: Any, master_id: int) -> set[str]:
         found: set[str] = set()
         for key in keys:
-            item_id = int(key[1:])
-            item = (follower.positions if key[0] == "p" else follower.orders).get(item_id)
+            kind, item_id = split_key(key)
+            items = follower.positions if kind is ItemKind.POSITION else follower.orders
+            item = items.get(item_id)
             parsed = parse_label(item.label) if item is not None else None
             if parsed is not None and parsed[0] == master_id:
                 found.add(parsed[1])

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 from cmamd.accounts import wire_checks
 from cmamd.accounts.model import AccountState
-from cmamd.replication.labels import label, parse_key
+from cmamd.item_keys import ItemKind, parse_key
+from cmamd.replication.labels import label
 
 
 def refusal(
@@ -25,7 +26,9 @@ def refusal(
         return f"not planned: {key!r} is not a master item key"
     kind, item_id = parsed
     master_problem = (
-        _position_problem(master, item_id) if kind == "p" else _order_problem(master, item_id)
+        _position_problem(master, item_id)
+        if kind is ItemKind.POSITION
+        else _order_problem(master, item_id)
     )
     if master_problem is not None:
         return f"not planned: the master's {master_problem}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from cmamd.replication.labels import parse_key
+from cmamd.item_keys import parse_key
 
 
 class LinkStatus(StrEnum):

@@ -6,6 +6,7 @@ import dataclasses
 
 from cmamd.accounts.model import OrderKind, PendingOrder, Position, SymbolSpec
 from cmamd.config.rules import CopyMode
+from cmamd.item_keys import position_key
 from cmamd.protocol.units import round_price
 from cmamd.replication.intents import (
     AmendPendingOrder,
@@ -15,7 +16,6 @@ from cmamd.replication.intents import (
     PlacePendingOrder,
     Skip,
 )
-from cmamd.replication.labels import position_key
 from cmamd.replication.links import LinkStatus
 from cmamd.replication.mapping import map_symbol
 from cmamd.replication.planning import (

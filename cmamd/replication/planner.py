@@ -75,16 +75,18 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 from cmamd.accounts.model import AccountState
-from cmamd.replication import input_guard
-from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
-from cmamd.replication.labels import (
+from cmamd.item_keys import (
+    ItemKind,
     is_order_key,
     is_position_key,
     order_key,
     parse_key,
-    parse_label,
     position_key,
+    split_key,
 )
+from cmamd.replication import input_guard
+from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
+from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link
 from cmamd.replication.order_plan import plan_order
 from cmamd.replication.planning import MARKET_KINDS, CopyTarget, KeyInputs, QuoteToDeposit
@@ -158,9 +160,8 @@ def _by_key(links: Mapping[str, Link] | Iterable[Link]) -> Mapping[str, Link]:
 
 
 def _key_order(key: str) -> tuple[int, int]:
-    parsed = parse_key(key)
-    assert parsed is not None
-    return (0 if parsed[0] == "p" else 1, parsed[1])
+    kind, item_id = split_key(key)
+    return (0 if kind is ItemKind.POSITION else 1, item_id)
 
 
 def plan_key(
@@ -188,9 +189,7 @@ def plan_key(
     refused = input_guard.refusal(key, master, follower, origins)
     if refused is not None:
         return KeyPlan(key, notes=[refused])
-    parsed = parse_key(key)
-    if parsed is None:
-        raise ValueError(f"not a master item key: {key!r}")
+    kind, item_id = split_key(key)
     if link is not None and (
         link.key != key
         or link.rule != target.rule
@@ -205,7 +204,7 @@ def plan_key(
     inputs = KeyInputs(
         target=target,
         key=key,
-        item_id=parsed[1],
+        item_id=item_id,
         master=master,
         follower=follower,
         link=link,
@@ -215,7 +214,7 @@ def plan_key(
         busy_symbols=busy_symbols,
         **({"link_of": link_of} if link_of is not None else {}),
     )
-    return plan_position(inputs) if parsed[0] == "p" else plan_order(inputs)
+    return plan_position(inputs) if kind is ItemKind.POSITION else plan_order(inputs)
 
 
 def plan_all(

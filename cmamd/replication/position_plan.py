@@ -6,6 +6,7 @@ import dataclasses
 
 from cmamd.accounts.model import Position, SymbolSpec
 from cmamd.config.rules import CopyMode
+from cmamd.item_keys import parse_key
 from cmamd.protocol.units import round_price
 from cmamd.replication.intents import (
     AmendPositionProtection,
@@ -15,7 +16,6 @@ from cmamd.replication.intents import (
     OpenPosition,
     Skip,
 )
-from cmamd.replication.labels import parse_key
 from cmamd.replication.links import LinkStatus
 from cmamd.replication.mapping import map_symbol, symbol_tradable
 from cmamd.replication.planning import (

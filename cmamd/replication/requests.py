@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import assert_never
 
 from google.protobuf.message import Message
 
@@ -20,93 +21,105 @@ from cmamd.replication.intents import (
     Intent,
     OpenPosition,
     PlacePendingOrder,
+    reduces_risk,
 )
 
 FILLED = frozenset({model_pb2.ORDER_FILLED})
 REJECTED = frozenset({model_pb2.ORDER_REJECTED, model_pb2.ORDER_CANCEL_REJECTED})
-# A market order ends filled, or cancelled after a partial fill; a resting order is done
-# once accepted; amendments answer ORDER_REPLACED; cancels ORDER_CANCELLED.
-_OUTCOMES: dict[type, frozenset[int]] = {
-    OpenPosition: FILLED | {model_pb2.ORDER_CANCELLED, model_pb2.ORDER_EXPIRED},
-    ClosePosition: FILLED | {model_pb2.ORDER_CANCELLED},
-    AmendPositionProtection: frozenset({model_pb2.ORDER_REPLACED}),
-    PlacePendingOrder: frozenset({model_pb2.ORDER_ACCEPTED}),
-    AmendPendingOrder: frozenset({model_pb2.ORDER_REPLACED}),
-    CancelPendingOrder: frozenset({model_pb2.ORDER_CANCELLED}),
-}
+_OPENED = FILLED | {model_pb2.ORDER_CANCELLED, model_pb2.ORDER_EXPIRED}
+_CLOSED = FILLED | {model_pb2.ORDER_CANCELLED}
+_REPLACED = frozenset({model_pb2.ORDER_REPLACED})
+_ACCEPTED = frozenset({model_pb2.ORDER_ACCEPTED})
+_CANCELLED = frozenset({model_pb2.ORDER_CANCELLED})
 
 
 def completion_types(intent: Intent) -> frozenset[int]:
     """Execution types that end ``intent`` (besides the rejections in ``REJECTED``)."""
-    return _OUTCOMES[type(intent)] | REJECTED
+    # A market order ends filled, or cancelled after a partial fill; a resting order is done
+    # once accepted; amendments answer ORDER_REPLACED; cancels ORDER_CANCELLED.
+    match intent:
+        case OpenPosition():
+            return _OPENED | REJECTED
+        case ClosePosition():
+            return _CLOSED | REJECTED
+        case AmendPositionProtection() | AmendPendingOrder():
+            return _REPLACED | REJECTED
+        case PlacePendingOrder():
+            return _ACCEPTED | REJECTED
+        case CancelPendingOrder():
+            return _CANCELLED | REJECTED
+        case _:
+            assert_never(intent)
 
 
 def priority_of(intent: Intent) -> Priority:
-    return Priority.REDUCE if intent.reduces_risk else Priority.INCREASE
+    return Priority.REDUCE if reduces_risk(intent) else Priority.INCREASE
 
 
 def build_request(intent: Intent) -> Message:
     account = intent.follower_account_id
-    if isinstance(intent, OpenPosition):
-        req = pb.ProtoOANewOrderReq(
-            ctidTraderAccountId=account,
-            symbolId=intent.symbol_id,
-            orderType=model_pb2.MARKET,
-            tradeSide=SIDE_TO_PB[intent.side],
-            volume=intent.volume,
-            label=intent.label,
-            clientOrderId=intent.client_order_id,
-        )
-        if intent.slippage_points is not None and intent.base_price is not None:
-            req.orderType = model_pb2.MARKET_RANGE
-            req.baseSlippagePrice = intent.base_price
-            req.slippageInPoints = intent.slippage_points
-        if intent.relative_stop_loss:
-            req.relativeStopLoss = intent.relative_stop_loss
-        if intent.relative_take_profit:
-            req.relativeTakeProfit = intent.relative_take_profit
-        return req
-    if isinstance(intent, ClosePosition):
-        return pb.ProtoOAClosePositionReq(
-            ctidTraderAccountId=account, positionId=intent.position_id, volume=intent.volume
-        )
-    if isinstance(intent, AmendPositionProtection):
-        sltp = pb.ProtoOAAmendPositionSLTPReq(
-            ctidTraderAccountId=account, positionId=intent.position_id
-        )
-        if intent.stop_loss is not None:
-            sltp.stopLoss = intent.stop_loss
-        if intent.take_profit is not None:
-            sltp.takeProfit = intent.take_profit
-        return sltp
-    if isinstance(intent, PlacePendingOrder):
-        pending = pb.ProtoOANewOrderReq(
-            ctidTraderAccountId=account,
-            symbolId=intent.symbol_id,
-            orderType=ORDER_KIND_TO_PB[intent.kind],
-            tradeSide=SIDE_TO_PB[intent.side],
-            volume=intent.volume,
-            label=intent.label,
-            clientOrderId=intent.client_order_id,
-        )
-        _set_price(pending, intent.kind, intent.price)
-        _set_protection(pending, intent.stop_loss, intent.take_profit)
-        if intent.expiration_ms is not None:
-            pending.timeInForce = model_pb2.GOOD_TILL_DATE
-            pending.expirationTimestamp = intent.expiration_ms
-        return pending
-    if isinstance(intent, AmendPendingOrder):
-        amend = pb.ProtoOAAmendOrderReq(
-            ctidTraderAccountId=account, orderId=intent.order_id, volume=intent.volume
-        )
-        _set_price(amend, intent.kind, intent.price)
-        _set_protection(amend, intent.stop_loss, intent.take_profit)
-        if intent.expiration_ms is not None:
-            amend.expirationTimestamp = intent.expiration_ms
-        return amend
-    if isinstance(intent, CancelPendingOrder):
-        return pb.ProtoOACancelOrderReq(ctidTraderAccountId=account, orderId=intent.order_id)
-    raise TypeError(f"no request for {type(intent).__name__}")
+    match intent:
+        case OpenPosition():
+            req = pb.ProtoOANewOrderReq(
+                ctidTraderAccountId=account,
+                symbolId=intent.symbol_id,
+                orderType=model_pb2.MARKET,
+                tradeSide=SIDE_TO_PB[intent.side],
+                volume=intent.volume,
+                label=intent.label,
+                clientOrderId=intent.client_order_id,
+            )
+            if intent.slippage_points is not None and intent.base_price is not None:
+                req.orderType = model_pb2.MARKET_RANGE
+                req.baseSlippagePrice = intent.base_price
+                req.slippageInPoints = intent.slippage_points
+            if intent.relative_stop_loss:
+                req.relativeStopLoss = intent.relative_stop_loss
+            if intent.relative_take_profit:
+                req.relativeTakeProfit = intent.relative_take_profit
+            return req
+        case ClosePosition():
+            return pb.ProtoOAClosePositionReq(
+                ctidTraderAccountId=account, positionId=intent.position_id, volume=intent.volume
+            )
+        case AmendPositionProtection():
+            sltp = pb.ProtoOAAmendPositionSLTPReq(
+                ctidTraderAccountId=account, positionId=intent.position_id
+            )
+            if intent.stop_loss is not None:
+                sltp.stopLoss = intent.stop_loss
+            if intent.take_profit is not None:
+                sltp.takeProfit = intent.take_profit
+            return sltp
+        case PlacePendingOrder():
+            pending = pb.ProtoOANewOrderReq(
+                ctidTraderAccountId=account,
+                symbolId=intent.symbol_id,
+                orderType=ORDER_KIND_TO_PB[intent.kind],
+                tradeSide=SIDE_TO_PB[intent.side],
+                volume=intent.volume,
+                label=intent.label,
+                clientOrderId=intent.client_order_id,
+            )
+            _set_price(pending, intent.kind, intent.price)
+            _set_protection(pending, intent.stop_loss, intent.take_profit)
+            if intent.expiration_ms is not None:
+                pending.timeInForce = model_pb2.GOOD_TILL_DATE
+                pending.expirationTimestamp = intent.expiration_ms
+            return pending
+        case AmendPendingOrder():
+            amend = pb.ProtoOAAmendOrderReq(
+                ctidTraderAccountId=account, orderId=intent.order_id, volume=intent.volume
+            )
+            _set_price(amend, intent.kind, intent.price)
+            _set_protection(amend, intent.stop_loss, intent.take_profit)
+            if intent.expiration_ms is not None:
+                amend.expirationTimestamp = intent.expiration_ms
+            return amend
+        case CancelPendingOrder():
+            return pb.ProtoOACancelOrderReq(ctidTraderAccountId=account, orderId=intent.order_id)
+        case _:
+            assert_never(intent)
 
 
 _PendingOrderReq = pb.ProtoOANewOrderReq | pb.ProtoOAAmendOrderReq
@@ -145,24 +158,28 @@ def summarize(
         spec = symbols.get(symbol_id)
         return spec.name if spec else f"symbol {symbol_id}"
 
-    if isinstance(intent, OpenPosition):
-        amount = lots(intent.symbol_id, intent.volume)
-        return f"open {intent.side.value} {amount} {name(intent.symbol_id)}"
-    if isinstance(intent, ClosePosition):
-        position = positions.get(intent.position_id)
-        if position is None:
-            return f"close position {intent.position_id}"
-        whole = "close" if intent.volume >= position.volume else "partial close"
-        return f"{whole} {lots(position.symbol_id, intent.volume)} {name(position.symbol_id)}"
-    if isinstance(intent, AmendPositionProtection):
-        return f"set SL {intent.stop_loss} TP {intent.take_profit} on #{intent.position_id}"
-    if isinstance(intent, PlacePendingOrder):
-        return (
-            f"place {intent.side.value} {intent.kind.value} {lots(intent.symbol_id, intent.volume)}"
-            f" {name(intent.symbol_id)} @ {intent.price}"
-        )
-    if isinstance(intent, AmendPendingOrder):
-        return f"amend order #{intent.order_id} @ {intent.price}"
-    if isinstance(intent, CancelPendingOrder):
-        return f"cancel order #{intent.order_id}"
-    return type(intent).__name__
+    match intent:
+        case OpenPosition():
+            amount = lots(intent.symbol_id, intent.volume)
+            return f"open {intent.side.value} {amount} {name(intent.symbol_id)}"
+        case ClosePosition():
+            position = positions.get(intent.position_id)
+            if position is None:
+                return f"close position {intent.position_id}"
+            whole = "close" if intent.volume >= position.volume else "partial close"
+            amount = lots(position.symbol_id, intent.volume)
+            return f"{whole} {amount} {name(position.symbol_id)}"
+        case AmendPositionProtection():
+            return f"set SL {intent.stop_loss} TP {intent.take_profit} on #{intent.position_id}"
+        case PlacePendingOrder():
+            amount = lots(intent.symbol_id, intent.volume)
+            return (
+                f"place {intent.side.value} {intent.kind.value} {amount}"
+                f" {name(intent.symbol_id)} @ {intent.price}"
+            )
+        case AmendPendingOrder():
+            return f"amend order #{intent.order_id} @ {intent.price}"
+        case CancelPendingOrder():
+            return f"cancel order #{intent.order_id}"
+        case _:
+            assert_never(intent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,8 +17,10 @@ from cmamd.replication.intents import (
     AmendPositionProtection,
     CancelPendingOrder,
     ClosePosition,
+    Intent,
     OpenPosition,
     PlacePendingOrder,
+    reduces_risk,
 )
 from cmamd.replication.requests import (
     REJECTED,
@@ -234,7 +237,7 @@ def test_cancel_order() -> None:
 
 
 def test_every_request_is_complete_on_the_wire() -> None:
-    intents = [
+    intents: list[Intent] = [
         open_position(slippage_points=5, base_price=1.1, relative_stop_loss=1),
         ClosePosition(ACC, "p1", 1, 1),
         AmendPositionProtection(ACC, "p1", 1, 1.0, 2.0),
@@ -248,12 +251,22 @@ def test_every_request_is_complete_on_the_wire() -> None:
         req.SerializeToString()  # raises when a required field is missing
 
 
-def test_unknown_intent_is_a_type_error() -> None:
+def test_an_unknown_intent_fails_loudly_in_every_dispatch() -> None:
+    # mypy rejects it at the call; at run time assert_never raises (python -O keeps it:
+    # it is a call, not an assert statement)
     class Mystery:
         follower_account_id = ACC
 
-    with pytest.raises(TypeError, match="Mystery"):
-        build_request(Mystery())  # type: ignore[arg-type]
+    dispatches: list[Callable[[Any], object]] = [
+        build_request,
+        completion_types,
+        priority_of,
+        reduces_risk,
+        lambda intent: summarize(intent, SYMBOLS, {}),
+    ]
+    for dispatch in dispatches:
+        with pytest.raises(AssertionError, match="Mystery"):
+            dispatch(Mystery())
 
 
 # completion and priority ---------------------------------------------------------------
@@ -295,6 +308,7 @@ def test_a_pending_order_is_not_complete_when_merely_filled() -> None:
 )
 def test_priority_of(intent: Any, priority: Priority) -> None:
     assert priority_of(intent) is priority
+    assert intent.reduces_risk is reduces_risk(intent) is (priority is Priority.REDUCE)
 
 
 # summarize -----------------------------------------------------------------------------
