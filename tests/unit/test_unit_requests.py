@@ -16,6 +16,7 @@ from cmamd.replication.intents import (
     AmendPositionProtection,
     CancelPendingOrder,
     ClosePosition,
+    Intent,
     OpenPosition,
     PlacePendingOrder,
 )
@@ -234,7 +235,7 @@ def test_cancel_order() -> None:
 
 
 def test_every_request_is_complete_on_the_wire() -> None:
-    intents = [
+    intents: list[Intent] = [
         open_position(slippage_points=5, base_price=1.1, relative_stop_loss=1),
         ClosePosition(ACC, "p1", 1, 1),
         AmendPositionProtection(ACC, "p1", 1, 1.0, 2.0),
