@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 from structlog.testing import capture_logs
 
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
@@ -180,8 +181,7 @@ async def test_watchdog_pings_at_half_the_timeout_until_stopped(
     notifier = RecordingNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "60000"})
     stop = asyncio.Event()
     task = asyncio.create_task(run_watchdog(notifier, stop))
-    while len(notifier.ping_times) < 4:
-        await asyncio.sleep(0.005)
+    await wait_until(lambda: len(notifier.ping_times) >= 4, 5.0, 0.005, what="four pings")
     stop.set()
     await asyncio.wait_for(task, timeout=1.0)
     count = len(notifier.ping_times)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cmamd.protocol import codec, errors
-from cmamd.protocol.proto import common_pb2, messages_pb2
+from cmamd.protocol.proto import common_pb2, messages_pb2, model_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,12 @@ def test_heartbeat_bytes_match_the_documented_frame() -> None:
 
 def test_round_trip_keeps_client_msg_id_and_fields() -> None:
     request = messages_pb2.ProtoOANewOrderReq(
-        ctidTraderAccountId=7, symbolId=1, orderType=1, tradeSide=2, volume=100_000, label="x"
+        ctidTraderAccountId=7,
+        symbolId=1,
+        orderType=model_pb2.MARKET,
+        tradeSide=model_pb2.SELL,
+        volume=100_000,
+        label="x",
     )
     envelope = codec.decode(codec.encode(request, "cm-1"))
     assert envelope.payload_type == 2106

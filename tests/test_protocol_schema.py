@@ -31,7 +31,9 @@ def _label(field: FieldDescriptor) -> str:
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA.read_text())
+    loaded = json.loads(SCHEMA.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
 
 
 @pytest.mark.skipif(not SHARED_SCHEMA.exists(), reason=f"no shared reference at {SHARED_SCHEMA}")
@@ -51,6 +53,7 @@ def _default(field: FieldDescriptor) -> Any:
     if not field.has_default_value:
         return None
     if field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
         return field.enum_type.values_by_number[field.default_value].name
     return field.default_value
 

@@ -13,9 +13,9 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from google.protobuf.message import Message
+from polling import wait_until
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -170,10 +170,6 @@ class FakeOpenApi:
                     await ws.send(encode(reply, envelope.client_msg_id))
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 3.0) -> None:
+async def eventually(predicate: Callable[[], object], timeout: float = 3.0) -> None:
     """Wait until ``predicate()`` is truthy (polling the loop), or fail the test."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
+    await wait_until(predicate, timeout)

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from e2e.http_fakes import FakeHttp
+from polling import wait_until
+from pydantic import SecretStr
 
 from cmamd.alerts import dispatcher as dispatcher_module
 from cmamd.alerts.dispatcher import AlertDispatcher, RateGate
@@ -39,14 +41,6 @@ class FakeSink:
         return None
 
 
-async def until(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
-
-
 def test_the_rate_gate_lets_one_through_per_interval_and_counts_the_rest() -> None:
     now = [100.0]
     gate = RateGate(60, lambda: now[0])
@@ -71,8 +65,8 @@ async def test_a_hanging_sink_neither_blocks_the_caller_nor_the_other_sinks(
     for n in range(5):
         dispatcher.alert("copy_refused", f"refused {n}", {"follower": "f1"})
     assert time.monotonic() - started < 0.05, "alert() returns at once"
-    await until(lambda: len(working.got) == 5)
-    await until(lambda: failing.attempts == 5 * 4)  # every alert tried 4 times
+    await wait_until(lambda: len(working.got) == 5, 5.0)
+    await wait_until(lambda: failing.attempts == 5 * 4, 5.0)  # every alert tried 4 times
     assert dispatcher.failed == 5
     assert hanging.attempts == 1, "the hanging sink is stuck on its first alert only"
     assert [a["text"] for a in working.got] == [f"refused {n}" for n in range(5)]
@@ -98,7 +92,9 @@ async def test_telegram_webhook_and_command_sinks_deliver(tmp_path: Path) -> Non
     script.write_text("import sys\nopen(sys.argv[1], 'w').write(sys.stdin.read())\n")
     alert = {"cause": "equity_stop", "text": "EQUITY STOP on f1", "details": {"follower": "f1"}}
     with FakeHttp() as telegram, FakeHttp() as hook:
-        bot = TelegramBot(TelegramSink(chat_id="-100", token="123:SECRET", api_url=telegram.url), 5)
+        bot = TelegramBot(
+            TelegramSink(chat_id="-100", token=SecretStr("123:SECRET"), api_url=telegram.url), 5
+        )
         webhook = Webhook(WebhookSink(url=f"{hook.url}/alerts"), 5)
         command = Command(CommandSink(argv=[sys.executable, str(script), str(out)]), 5)
         for sink in (bot, webhook, command):
@@ -116,13 +112,15 @@ async def test_telegram_webhook_and_command_sinks_deliver(tmp_path: Path) -> Non
 
 async def test_sink_failures_say_what_without_the_token(tmp_path: Path) -> None:
     with FakeHttp("fail") as telegram:
-        bot = TelegramBot(TelegramSink(chat_id="1", token="123:SECRET", api_url=telegram.url), 5)
+        bot = TelegramBot(
+            TelegramSink(chat_id="1", token=SecretStr("123:SECRET"), api_url=telegram.url), 5
+        )
         with pytest.raises(SinkError, match="HTTP 500") as caught:
             await bot.send({"cause": "x", "text": "y"})
         await bot.close()
     assert "SECRET" not in str(caught.value)
     unreachable = TelegramBot(
-        TelegramSink(chat_id="1", token="123:SECRET", api_url="http://127.0.0.1:9"), 2
+        TelegramSink(chat_id="1", token=SecretStr("123:SECRET"), api_url="http://127.0.0.1:9"), 2
     )
     with pytest.raises(SinkError) as caught:
         await unreachable.send({"cause": "x", "text": "y"})

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from cmamd.accounts.model import AccountKind, AccountState, Position, Side, SymbolSpec, TraderInfo
 from cmamd.config.models import Config
-from cmamd.config.rules import CopyMode, Destination, SymbolRule, VolumeRule
+from cmamd.config.rules import CopyMode, Destination, SymbolRule, VolumeMode, VolumeRule
 from cmamd.control import manual
 from cmamd.control.overrides import Overrides
 from cmamd.control.peer import Peer, Policy, supplementary_groups
@@ -185,7 +185,10 @@ def test_orders_are_mapped_and_sized_per_member() -> None:
         ),
         manual.Member("c", VolumeRule(), SymbolRule(), "per_account"),
         manual.Member(
-            "d", VolumeRule(mode="fixed_lots", value=Decimal("0.05")), SymbolRule(), "per_account"
+            "d",
+            VolumeRule(mode=VolumeMode.FIXED_LOTS, value=Decimal("0.05")),
+            SymbolRule(),
+            "per_account",
         ),
     ]
     planned = {

@@ -135,7 +135,8 @@ def verdict(
     orders = {o.order_id: o for o in master.orders}
     for rule, held in followers.items():
         by_key: dict[str, list[Position | PendingOrder]] = {}
-        for item in [*held.positions, *held.orders]:
+        items_held: list[Position | PendingOrder] = [*held.positions, *held.orders]
+        for item in items_held:
             parsed = parse_label(item.label)
             if parsed is None or parsed[0] != master_id:
                 tally.orphans += 1

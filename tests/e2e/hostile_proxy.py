@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -59,7 +60,7 @@ class HostileProxy:
         return int(self.server.sockets[0].getsockname()[1])
 
     # faults --------------------------------------------------------------------------------
-    async def inject(self, frames: list[Frame], *, pace_every: int = 200) -> int:
+    async def inject(self, frames: Sequence[Frame], *, pace_every: int = 200) -> int:
         """Send ``frames`` to every daemon connection now; returns how many were sent."""
         sent = 0
         for pair in list(self.pairs):

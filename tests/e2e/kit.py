@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from polling import reached, wait_until
 
 from cmamd.accounts.model import Position
 from cmamd.daemon.notify import SystemdNotifier
@@ -115,12 +116,10 @@ class DaemonProcess:
 
     async def wait(self, timeout: float = 20.0) -> int:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError("daemon did not exit in time")
-            await asyncio.sleep(0.05)
+        proc = self.proc
+        if not await reached(lambda: proc.poll() is not None, timeout, 0.05):
+            proc.kill()
+            raise AssertionError("daemon did not exit in time")
         self.log.close()
         return self.proc.returncode
 
@@ -178,13 +177,8 @@ class InProcessDaemon:
         return await asyncio.wait_for(self.task, 30)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not reached in {timeout} s: {what}")
+async def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    await wait_until(check, timeout, 0.02, what=what)
 
 
 def positions_by_label(sim: SimServer, account_id: int) -> dict[str, list[Position]]:

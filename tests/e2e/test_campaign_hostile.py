@@ -12,7 +12,6 @@ order with bigger floods. ``CMAMD_HOSTILE_SEED`` replays a given seed.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import reached
 
 from cmamd.protocol import codec
 from cmamd.protocol.proto import common_pb2, messages_pb2, model_pb2
@@ -109,12 +109,12 @@ class Campaign:
                 for name, found in copies().items()
             )
 
-        if not await _wait(copied, timeout):
+        if not await reached(copied, timeout, 0.02):
             self.hangs.append(f"{scenario}: canary p{position} not copied: {copies()}")
             return False
         copy_ids = {name: found[0].position_id for name, found in copies().items()}
         self.sim.close_position(self.master, position)
-        if not await _wait(lambda: not any(copies().values()), CANARY_TIMEOUT_S):
+        if not await reached(lambda: not any(copies().values()), CANARY_TIMEOUT_S, 0.02):
             self.hangs.append(f"{scenario}: canary p{position} not closed: {copies()}")
             return False
         await self.daemon.settle(quiet_s=0.2)
@@ -141,7 +141,7 @@ class Campaign:
             expected_open = [
                 r
                 for r in sent
-                if r.name == "ProtoOANewOrderReq"
+                if isinstance(r.message, messages_pb2.ProtoOANewOrderReq)
                 and r.message.label == text
                 and r.message.volume == volume * factor
                 and r.message.tradeSide == (model_pb2.BUY if side == "buy" else model_pb2.SELL)
@@ -149,7 +149,7 @@ class Campaign:
             expected_close = [
                 r
                 for r in sent
-                if r.name == "ProtoOAClosePositionReq"
+                if isinstance(r.message, messages_pb2.ProtoOAClosePositionReq)
                 and r.message.positionId == copy_ids[name]
                 and r.message.volume == volume * factor
             ]
@@ -213,7 +213,9 @@ class Campaign:
         return codec.encode(event)
 
     def symbol_id(self, account: str, name: str) -> int:
-        session = self.daemon.daemon.sessions[account]  # type: ignore[union-attr]
+        daemon = self.daemon.daemon
+        assert daemon is not None
+        session = daemon.sessions[account]
         spec = session.symbol(name if account != "follower-suffix" else f"{name}.m")
         assert spec is not None
         return spec.symbol_id
@@ -222,15 +224,6 @@ class Campaign:
 def _short(message: Any) -> str:
     text = str(message).replace("\n", " ")
     return text[:160]
-
-
-async def _wait(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        await asyncio.sleep(0.02)
-    return check()
 
 
 # scenarios ---------------------------------------------------------------------------------
@@ -452,5 +445,5 @@ async def test_hostile_wrong_reply_during_account_start_up(
     await daemon.start()
     campaign = Campaign(sim, proxy, daemon, ids, random.Random(SEED), False, caplog, capsys)
     ok = await campaign.canary("wrong reply during start-up", len(sim.record), timeout=8)
-    statuses = {name: s.status for name, s in daemon.daemon.sessions.items()}  # type: ignore[union-attr]
+    statuses = {name: s.status for name, s in daemon.daemon.sessions.items()}
     assert ok, (campaign.hangs, statuses)

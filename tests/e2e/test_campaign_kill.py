@@ -121,7 +121,8 @@ class Campaign:
             choices += [("partial", 2), ("close", 2), ("sltp", 3), ("hand_close", 1)]
         if self.orders:
             choices += [("amend_pending", 2), ("cancel", 1), ("fill", 2), ("hand_cancel", 1)]
-        names, weights = zip(*choices, strict=True)
+        names = [name for name, _ in choices]
+        weights = [weight for _, weight in choices]
         action = self.rng.choices(names, weights)[0]
         await getattr(self, f"_{action}")()
         return action

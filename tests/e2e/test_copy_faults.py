@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ def follower_orders(sim: SimServer, follower: int, since: int = 0) -> list[Any]:
     return [
         r
         for r in sim.record[since:]
-        if r.name == "ProtoOANewOrderReq" and r.message.ctidTraderAccountId == follower
+        if isinstance(r.message, pb.ProtoOANewOrderReq)
+        and r.message.ctidTraderAccountId == follower
     ]
 
 
@@ -74,8 +75,8 @@ async def test_link_dropped_mid_copy_reconnects_reauthorises_and_does_not_duplic
     copies = sim.broker.positions(ids["follower-hedged"])
     assert [(c.side.value, c.volume) for c in copies] == [("sell", 500_000)]
     assert len(follower_orders(sim, ids["follower-hedged"])) == 1
-    reauth = [r for r in sim.record if r.name == "ProtoOAAccountAuthReq"]
-    assert {r.message.ctidTraderAccountId for r in reauth[-2:]} == {
+    reauth = [r.message for r in sim.record if isinstance(r.message, pb.ProtoOAAccountAuthReq)]
+    assert {r.ctidTraderAccountId for r in reauth[-2:]} == {
         ids["master"],
         ids["follower-hedged"],
     }
@@ -175,10 +176,14 @@ async def test_repeated_kill_9_during_trading_converges_without_duplicates(
     config = make_config(["master", "follower-hedged", "follower-suffix"], rules)
     daemon = DaemonProcess(config, {}, tmp_path / "daemon.log")
     opened: list[int] = []
+
+    def ready_times(count: int) -> Callable[[], bool]:
+        return lambda: daemon.log_text().count(READY) >= count
+
     try:
         for cycle in range(3):
             daemon.start()
-            await eventually(lambda n=cycle + 1: daemon.log_text().count(READY) >= n, 15, "ready")
+            await eventually(ready_times(cycle + 1), 15, "ready")
             for symbol in ("EURUSD", "XAUUSD", "US500"):
                 opened.append(
                     sim.place_market_order(

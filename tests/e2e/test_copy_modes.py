@@ -16,6 +16,7 @@ import pytest
 from cmamd.accounts.model import OrderKind, Side
 from cmamd.daemon import supervisor
 from cmamd.demo.master import MasterTrader
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
@@ -151,11 +152,11 @@ async def test_frozen_does_nothing_at_all(
     await second.settle()
     assert copies_of(sim, netted, ids["master"], f"p{old}") == []
     assert held(sim, hedged) == before, "not even the master's close is followed"
-    trading = {"ProtoOANewOrderReq", "ProtoOAClosePositionReq", "ProtoOAAmendPositionSLTPReq"}
+    trading = (pb.ProtoOANewOrderReq, pb.ProtoOAClosePositionReq, pb.ProtoOAAmendPositionSLTPReq)
     assert [
         r.name
         for r in sim.record[since:]
-        if r.name in trading and r.message.ctidTraderAccountId == hedged
+        if isinstance(r.message, trading) and r.message.ctidTraderAccountId == hedged
     ] == []
 
 
@@ -426,9 +427,9 @@ async def test_risk_percent_converts_a_jpy_stop_into_the_usd_deposit(
             rules({"account": "follower-hedged", "volume": {"mode": "risk_percent", "value": 1}}),
         ),
     )
-    await eventually(
-        lambda: daemon.daemon.sessions["follower-hedged"].quotes != {}, 5, "USDJPY quote"
-    )
+    assert daemon.daemon is not None
+    session = daemon.daemon.sessions["follower-hedged"]
+    await eventually(lambda: session.quotes != {}, 5, "USDJPY quote")
     position = await master.market("USDJPY", Side.SELL, "1.00", sl_distance=0.500)
     await daemon.settle()
     theirs = next(p for p in sim.broker.positions(ids["master"]) if p.position_id == position)
@@ -460,10 +461,17 @@ async def test_a_symbol_changed_by_the_broker_is_reloaded_before_the_next_copy(
             rules({"account": "follower-suffix", "symbols": {"add_suffix": ".m"}}),
         ),
     )
+    assert daemon.daemon is not None
     session = daemon.daemon.sessions["follower-suffix"]
-    assert not session.symbol("XAUUSD.m").close_only
+    spec = session.symbol("XAUUSD.m")
+    assert spec is not None and not spec.close_only
     sim.set_trading_mode("XAUUSD.m", "close_only", broker="Suffix Markets")
-    await eventually(lambda: session.symbol("XAUUSD.m").close_only, 5, "spec reloaded")
+
+    def reloaded_close_only() -> bool:
+        reloaded = session.symbol("XAUUSD.m")
+        return reloaded is not None and reloaded.close_only
+
+    await eventually(reloaded_close_only, 5, "spec reloaded")
     gold = await master.market("XAUUSD", Side.BUY, "0.10")
     euro = await master.market("EURUSD", Side.BUY, "0.10")
     await daemon.settle()

@@ -11,6 +11,7 @@ from typing import Any
 
 from cmamd.accounts.model import OrderKind, Side
 from cmamd.demo.master import MasterTrader
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
@@ -74,7 +75,9 @@ async def test_open_partial_close_sl_tp_and_close_reach_every_follower(
     netted = held(sim, ids["follower-netted"])
     assert netted[0][:3] == ("EURUSD", "sell", 10_000_000)
     # reversed: the follower's stop sits where the master's target is, and vice versa
-    assert netted[0][3] > netted[0][4]
+    netted_sl, netted_tp = netted[0][3], netted[0][4]
+    assert netted_sl is not None and netted_tp is not None
+    assert netted_sl > netted_tp
     for account in FOLLOWERS:
         copies = sim.broker.positions(ids[account])
         assert [c.label for c in copies] == [label(ids["master"], f"p{position}")]
@@ -97,11 +100,13 @@ async def test_open_partial_close_sl_tp_and_close_reach_every_follower(
     await daemon.settle()
     for account in FOLLOWERS:
         assert sim.broker.positions(ids[account]) == []
-    stats = daemon.daemon.replicator.stats
+    running = daemon.daemon
+    assert running is not None and running.replicator is not None and running.store is not None
+    stats = running.replicator.stats
     assert (stats.rejected, stats.unknown) == (0, 0)
     # finished items leave memory (the store keeps them for the record)
-    assert daemon.daemon.replicator.live_links == 0
-    assert len(daemon.daemon.store.links(include_closed=True)) == 3
+    assert running.replicator.live_links == 0
+    assert len(running.store.links(include_closed=True)) == 3
 
 
 async def test_partial_close_remainder_below_minimum_closes_the_copy(
@@ -238,10 +243,11 @@ async def test_rejected_follower_order_is_logged_and_not_retried(
     sent = [
         r
         for r in sim.record
-        if r.name == "ProtoOANewOrderReq"
+        if isinstance(r.message, pb.ProtoOANewOrderReq)
         and r.message.ctidTraderAccountId == ids["follower-hedged"]
     ]
     assert len(sent) == 2, "the rejected copy is not sent again"
+    assert daemon.daemon is not None and daemon.daemon.store is not None
     store = daemon.daemon.store
     journal = store.journal(ids["follower-hedged"])
     assert [(e.key, e.outcome, e.detail) for e in journal if e.outcome == "rejected"] == [
@@ -278,6 +284,7 @@ async def test_filters_skip_once_and_unmapped_symbols_are_never_guessed(
     await daemon.settle()
     assert [h[:3] for h in held(sim, ids["follower-suffix"])] == [("XAUUSD.m", "sell", 1_000)]
     assert [h[:3] for h in held(sim, ids["follower-hedged"])] == [("XAUUSD", "sell", 1_000)]
+    assert daemon.daemon is not None and daemon.daemon.store is not None
     skipped = [
         link
         for link in daemon.daemon.store.links(include_closed=True)

@@ -17,6 +17,7 @@ import yaml
 
 from cmamd.accounts.model import Side
 from cmamd.demo.master import MasterTrader
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label, parse_label
 from cmamd.sim import SimServer
 
@@ -213,7 +214,8 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
         sent = [
             r
             for r in sim.record[before:]
-            if r.name == NEW_ORDER and r.message.ctidTraderAccountId == hedged
+            if isinstance(r.message, pb.ProtoOANewOrderReq)
+            and r.message.ctidTraderAccountId == hedged
         ]
         return len(store.open_intents()) == 2 and not sent
 
@@ -228,10 +230,13 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
     sent = [
         r
         for r in sim.record[mark:]
-        if r.name in (NEW_ORDER, CLOSE_POSITION) and r.message.ctidTraderAccountId == hedged
+        if isinstance(r.message, pb.ProtoOANewOrderReq | pb.ProtoOAClosePositionReq)
+        and r.message.ctidTraderAccountId == hedged
     ]
     closes = [
-        i for i, r in enumerate(sent) if r.name == CLOSE_POSITION and r.message.positionId in held
+        i
+        for i, r in enumerate(sent)
+        if isinstance(r.message, pb.ProtoOAClosePositionReq) and r.message.positionId in held
     ]
     opens = [i for i, r in enumerate(sent) if r.name == NEW_ORDER]
     assert len(closes) == 3

@@ -7,12 +7,14 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.sim import SimServer
 
 from .kit import ROOT, DaemonProcess, NotifySocket, eventually, write_yaml
@@ -22,7 +24,7 @@ RULES = [{"name": "r", "source": "master", "destinations": [{"account": "followe
 
 
 @pytest.fixture
-def notify(tmp_path: Path) -> NotifySocket:
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock = NotifySocket(tmp_path / "notify.sock")
     yield sock
     sock.close()
@@ -76,7 +78,9 @@ async def test_ready_status_watchdog_and_graceful_stop(
         await notify.wait_for(lambda m: m == "READY=1")
         # READY comes once every account is authorised and reconciled
         reconciled = {
-            r.message.ctidTraderAccountId for r in sim.record if r.name == "ProtoOAReconcileReq"
+            r.message.ctidTraderAccountId
+            for r in sim.record
+            if isinstance(r.message, pb.ProtoOAReconcileReq)
         }
         assert reconciled == {ids["master"], ids["follower-hedged"], ids["follower-suffix"]}
         status = await notify.wait_for(lambda m: m.startswith("STATUS="))
@@ -163,7 +167,7 @@ async def test_reload_adding_and_removing_an_account_touches_only_that_account(
         auths = [
             r.message.ctidTraderAccountId
             for r in sim.record[mark:]
-            if r.name == "ProtoOAAccountAuthReq"
+            if isinstance(r.message, pb.ProtoOAAccountAuthReq)
         ]
         assert auths == [ids["follower-suffix"]]
         assert [c.conn_id for c in sim.connections if c.closed_at is None] == [conn.conn_id]

@@ -34,7 +34,8 @@ def new_orders(sim: SimServer, account_id: int, since: int = 0) -> list[Any]:
     return [
         r
         for r in sim.record[since:]
-        if r.name == "ProtoOANewOrderReq" and r.message.ctidTraderAccountId == account_id
+        if isinstance(r.message, pb.ProtoOANewOrderReq)
+        and r.message.ctidTraderAccountId == account_id
     ]
 
 
@@ -250,7 +251,8 @@ async def test_f_a_second_daemon_on_the_same_follower_is_noticed_and_not_fought(
     closes = [
         r
         for r in sim.record
-        if r.name == "ProtoOAClosePositionReq" and r.message.ctidTraderAccountId == follower
+        if isinstance(r.message, pb.ProtoOAClosePositionReq)
+        and r.message.ctidTraderAccountId == follower
     ]
     assert closes == [], "the two daemons fought over the copies"
     sent = new_orders(sim, follower, since=mark)

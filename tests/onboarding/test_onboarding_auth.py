@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import yaml
+from polling import wait_until
 
 from cmamd.sim import SimServer
 from cmamd.state.shared_tokens import read_view, tokens_for
@@ -141,9 +142,7 @@ async def test_sim_describe_lists_the_oauth_endpoints(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        async with asyncio.timeout(20):
-            while not describe.exists():
-                await asyncio.sleep(0.05)
+        await wait_until(describe.exists, 20.0, 0.05, what="the simulator's description")
         data = json.loads(describe.read_text())
         assert data["auth_url"].endswith("/apps/auth")
         assert data["token_url"].endswith("/apps/token")

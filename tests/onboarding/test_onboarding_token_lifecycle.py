@@ -38,7 +38,7 @@ RULES = [
 
 def _three_ctids() -> list[dict[str, Any]]:
     """follower-suffix and follower-netted get a cTID (a token pair) of their own."""
-    ctids = copy.deepcopy(default_config_data()["ctids"])
+    ctids: list[dict[str, Any]] = copy.deepcopy(default_config_data()["ctids"])
     hedged, suffix, netted = ctids[1]["accounts"]
     ctids[1]["accounts"] = [hedged]
     ctids.append({"name": "others", "accounts": [suffix, netted]})

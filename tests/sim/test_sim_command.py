@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from polling import reached
 from pydantic import ValidationError
 
 from cmamd.protocol.proto import messages_pb2
@@ -60,10 +61,7 @@ async def test_cmamd_sim_process_describes_itself_serves_and_exits_on_sigterm(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        for _ in range(200):
-            if describe.exists() or process.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
+        await reached(lambda: describe.exists() or process.returncode is not None, 10.0, 0.05)
         assert describe.exists(), "the simulator did not write its description"
         info = json.loads(describe.read_text())
         assert info["url"].startswith("ws://127.0.0.1:")

@@ -40,7 +40,7 @@ def envelope(message: Message) -> Envelope:
 
 
 def trade_data(
-    symbol_id: int, volume: int, side: int = model_pb2.BUY, **kw: Any
+    symbol_id: int, volume: int, side: model_pb2.ProtoOATradeSide = model_pb2.BUY, **kw: Any
 ) -> model_pb2.ProtoOATradeData:
     return model_pb2.ProtoOATradeData(symbolId=symbol_id, volume=volume, tradeSide=side, **kw)
 
@@ -48,7 +48,7 @@ def trade_data(
 def position(
     position_id: int,
     volume: int = 1_000_000,
-    status: int = model_pb2.POSITION_STATUS_OPEN,
+    status: model_pb2.ProtoOAPositionStatus = model_pb2.POSITION_STATUS_OPEN,
     symbol_id: int = 1,
     **kw: Any,
 ) -> model_pb2.ProtoOAPosition:
@@ -64,8 +64,8 @@ def position(
 
 def order(
     order_id: int,
-    kind: int = model_pb2.LIMIT,
-    status: int = model_pb2.ORDER_STATUS_ACCEPTED,
+    kind: model_pb2.ProtoOAOrderType = model_pb2.LIMIT,
+    status: model_pb2.ProtoOAOrderStatus = model_pb2.ORDER_STATUS_ACCEPTED,
     volume: int = 1_000_000,
     **kw: Any,
 ) -> model_pb2.ProtoOAOrder:
@@ -76,7 +76,9 @@ def order(
     )
 
 
-def execution(execution_type: int, account: int = ACCOUNT, **kw: Any) -> pb.ProtoOAExecutionEvent:
+def execution(
+    execution_type: model_pb2.ProtoOAExecutionType, account: int = ACCOUNT, **kw: Any
+) -> pb.ProtoOAExecutionEvent:
     return pb.ProtoOAExecutionEvent(ctidTraderAccountId=account, executionType=execution_type, **kw)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_a_latch_from_the_whole_destination_fingerprint_is_kept_and_converted(
     armed = dest(equity_stop={"below": 5000}, sides="buy")
     store.set_meta(f"equity-stop:{DEST}", fingerprint_of(armed))  # as earlier versions wrote
     assert dest_marks.equity_stop_latched(store, DEST, armed)
-    assert store.get_meta(f"equity-stop:{DEST}") == fingerprint_of(EquityStop(below=5000))
+    assert store.get_meta(f"equity-stop:{DEST}") == fingerprint_of(EquityStop(below=Decimal(5000)))
     assert dest_marks.equity_stop_latched(store, DEST, dest(equity_stop={"below": 5000}))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cmamd.config.models import ApiConfig
+from cmamd.connection.client import OpenApiConnection
 from cmamd.daemon.pool import ConnectionPool
 
 
@@ -45,6 +46,12 @@ class FakeFactory:
         conn = FakeConnection(self, url, client_id, secret, **kw)
         self.made.append(conn)
         return conn
+
+
+def fake(conn: OpenApiConnection) -> FakeConnection:
+    """The pool's connection as the fake the factory made (the pool types it as the real one)."""
+    assert isinstance(conn, FakeConnection)
+    return conn
 
 
 def api(demo: int = 1, live: int = 1) -> ApiConfig:
@@ -100,9 +107,9 @@ async def test_demo_and_live_accounts_never_share_a_connection(factory: FakeFact
         (True, 1),
     )
     assert len({id(demo), id(live), id(live2)}) == 3
-    assert (demo.url, demo.name) == ("ws://127.0.0.1:5999", "demo-0")  # type: ignore[attr-defined]
-    assert (live.url, live.name) == ("ws://127.0.0.2:5999", "live-0")  # type: ignore[attr-defined]
-    assert live2.name == "live-1"
+    assert (fake(demo).url, fake(demo).name) == ("ws://127.0.0.1:5999", "demo-0")
+    assert (fake(live).url, fake(live).name) == ("ws://127.0.0.2:5999", "live-0")
+    assert fake(live2).name == "live-1"
     # a second demo account shares the only demo connection
     assert await pool.connection_for("d2", False) is demo
     assert len(factory.made) == 3
@@ -130,10 +137,10 @@ async def test_accounts_starting_together_share_one_start(factory: FakeFactory) 
     factory.gate.set()
     conns = await asyncio.wait_for(asyncio.gather(*tasks), 1)
     assert len(factory.made) == 1
-    assert all(c is factory.made[0] for c in conns)
+    assert all(fake(c) is factory.made[0] for c in conns)
     assert factory.made[0].starts == 1
     # later callers get the started connection at once, without another start
-    assert await pool.connection_for("d", False) is factory.made[0]
+    assert fake(await pool.connection_for("d", False)) is factory.made[0]
     assert factory.made[0].starts == 1
 
 
@@ -152,8 +159,8 @@ async def test_a_failed_start_fails_every_waiter_and_a_later_call_starts_afresh(
     assert pool.connections == []
 
     conn = await pool.connection_for("a", False)
-    assert len(factory.made) == 2 and conn is factory.made[1]
-    assert conn.starts == 1  # type: ignore[attr-defined]
+    assert len(factory.made) == 2 and fake(conn) is factory.made[1]
+    assert fake(conn).starts == 1
     assert pool.connections == [conn]
     assert await pool.connection_for("b", False) is conn
 
@@ -168,7 +175,7 @@ async def test_a_cancelled_waiter_does_not_cancel_the_shared_start(factory: Fake
     await asyncio.gather(first, return_exceptions=True)
     factory.gate.set()
     conn = await asyncio.wait_for(second, 1)
-    assert conn is factory.made[0] and len(factory.made) == 1
+    assert fake(conn) is factory.made[0] and len(factory.made) == 1
 
 
 async def test_release_closes_a_connection_only_once_it_has_no_account(
@@ -178,17 +185,17 @@ async def test_release_closes_a_connection_only_once_it_has_no_account(
     conn = await pool.connection_for("a", False)
     assert await pool.connection_for("b", False) is conn
     await pool.release("a")
-    assert conn.closed == 0  # type: ignore[attr-defined]
+    assert fake(conn).closed == 0
     assert pool.connections == [conn]
     await pool.release("b")
-    assert conn.closed == 1  # type: ignore[attr-defined]
+    assert fake(conn).closed == 1
     assert pool.connections == []
     await pool.release("b")  # unknown by now: nothing happens
     await pool.release("never-seen")
-    assert conn.closed == 1  # type: ignore[attr-defined]
+    assert fake(conn).closed == 1
     # the next account gets a fresh connection
     fresh = await pool.connection_for("c", False)
-    assert fresh is not conn and fresh.starts == 1  # type: ignore[attr-defined]
+    assert fresh is not conn and fake(fresh).starts == 1
 
 
 async def test_close_closes_every_connection(factory: FakeFactory) -> None:

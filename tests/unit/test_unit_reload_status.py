@@ -93,7 +93,7 @@ def test_write_replaces_atomically_and_leaves_no_temporary_file(
         assert Path(src).parent == tmp_path
         real_replace(src, dst)
 
-    monkeypatch.setattr(reload_status.os, "replace", watching_replace)
+    monkeypatch.setattr(os, "replace", watching_replace)
     status = reload_status.write(tmp_path, ok=False, problems=["x"] * 1000)
     ((new_text, old_text),) = seen
     assert old_text == original
@@ -110,7 +110,7 @@ def test_a_failed_write_leaves_the_previous_status(
     def broken_dump(*_args: object, **_kw: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(reload_status.json, "dump", broken_dump)
+    monkeypatch.setattr(json, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
         reload_status.write(tmp_path, ok=False, problems=["x"])
     monkeypatch.undo()

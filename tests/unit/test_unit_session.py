@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_until
 
 from cmamd.accounts import catalogue as catalogue_module
 from cmamd.accounts import session as session_module
@@ -36,11 +37,7 @@ from .session_fakes import (
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout} s: {what}")
-        await asyncio.sleep(0.005)
+    await wait_until(check, timeout, 0.005, what=what)
 
 
 async def settle() -> None:
@@ -141,6 +138,7 @@ async def test_start_loads_trader_assets_symbols_and_reconciles_then_is_ready(
         "ReconcileReq",
     ]
     auth = conn.sent[0]
+    assert isinstance(auth, pb.ProtoOAAccountAuthReq)
     assert (auth.ctidTraderAccountId, auth.accessToken) == (ACCOUNT, "access-0")
     batches = [list(m.symbolId) for m in conn.sent if isinstance(m, pb.ProtoOASymbolByIdReq)]
     assert batches == [[1, 2, 3, 4], [5, 6]]
@@ -404,8 +402,11 @@ async def test_an_expired_access_token_is_refreshed_and_persisted(
     await session.start()
     assert session.status == "ready"
     assert names(conn)[:3] == ["AccountAuthReq", "RefreshTokenReq", "AccountAuthReq"]
-    assert conn.sent[1].refreshToken == "refresh-0"
-    assert conn.sent[2].accessToken == "access-1"
+    refresh, auth = conn.sent[1], conn.sent[2]
+    assert isinstance(refresh, pb.ProtoOARefreshTokenReq)
+    assert isinstance(auth, pb.ProtoOAAccountAuthReq)
+    assert refresh.refreshToken == "refresh-0"
+    assert auth.accessToken == "access-1"
     stored = store.get_tokens(ACCOUNT)
     assert stored is not None and (stored.access_token, stored.refresh_token) == (
         "access-1",
