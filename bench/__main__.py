@@ -294,7 +294,7 @@ def render(results: dict[str, Any]) -> str:
     wire = results.get("wire", {}).get("result")
     if wire:
         med = wire["median"]
-        rows = [
+        rows: list[list[Any]] = [
             [
                 label,
                 _spread(med[f"daemon_{kind}_p50_ms"]),

@@ -102,7 +102,7 @@ def analyse(
         else:
             continue
         orders.setdefault(key, []).append((f["at"], f["conn"]))
-    trades_out = []
+    trades_out: list[dict[str, Any]] = []
     for key, sent in sorted(orders.items(), key=lambda item: fills.get(item[0], 0.0)):
         if key not in fills:
             continue

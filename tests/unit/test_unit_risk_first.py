@@ -9,6 +9,7 @@ import pytest
 
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.accounts.tokens import TokenKeeper
+from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 from cmamd.state.store import StateStore
 
@@ -17,7 +18,7 @@ from .session_fakes import ACCOUNT, FakeConnection, execution, order, position
 
 @pytest.fixture
 async def session(tmp_path: Path) -> AsyncIterator[tuple[FakeConnection, list[AccountChange]]]:
-    conn, changes = FakeConnection(), []
+    conn, changes = FakeConnection(), list[AccountChange]()
     with StateStore.open(tmp_path / "state") as store:
         tokens = TokenKeeper(store)
         tokens.seed(ACCOUNT, "access-0", "refresh-0")
@@ -35,7 +36,9 @@ async def session(tmp_path: Path) -> AsyncIterator[tuple[FakeConnection, list[Ac
         await made.stop()
 
 
-def _filled(position_id: int, order_id: int, volume: int, status: int) -> object:
+def _filled(
+    position_id: int, order_id: int, volume: int, status: model_pb2.ProtoOAPositionStatus
+) -> pb.ProtoOAExecutionEvent:
     return execution(
         model_pb2.ORDER_FILLED,
         order=order(order_id, kind=model_pb2.MARKET, status=model_pb2.ORDER_STATUS_FILLED),
@@ -47,9 +50,9 @@ async def test_opens_are_not_reducing_closes_and_partial_closes_are(
     session: tuple[FakeConnection, list[AccountChange]],
 ) -> None:
     conn, changes = session
-    conn.feed(_filled(7, 50, 1_000_000, model_pb2.POSITION_STATUS_OPEN))  # type: ignore[arg-type]
-    conn.feed(_filled(7, 51, 400_000, model_pb2.POSITION_STATUS_OPEN))  # type: ignore[arg-type]
-    conn.feed(_filled(7, 52, 0, model_pb2.POSITION_STATUS_CLOSED))  # type: ignore[arg-type]
+    conn.feed(_filled(7, 50, 1_000_000, model_pb2.POSITION_STATUS_OPEN))
+    conn.feed(_filled(7, 51, 400_000, model_pb2.POSITION_STATUS_OPEN))
+    conn.feed(_filled(7, 52, 0, model_pb2.POSITION_STATUS_CLOSED))
     assert [c.reducing for c in changes] == [frozenset(), {"p7"}, {"p7"}]
 
 
@@ -64,6 +67,6 @@ async def test_a_cancelled_pending_order_is_reducing_a_placed_one_is_not(
         )
     )
     assert [(c.keys, c.reducing) for c in changes] == [
-        ({"o60"}, frozenset()),
-        ({"o60"}, {"o60"}),
+        (frozenset({"o60"}), frozenset()),
+        (frozenset({"o60"}), frozenset({"o60"})),
     ]
