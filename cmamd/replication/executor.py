@@ -184,8 +184,10 @@ class Replicator:
         keys = keys_for(dest.target, master.state, follower.state, links, origins)
         if self._auditing:
             self._log_findings(dest, keys, origins)
+        # a liquidating destination (equity stop, ctl flatten) only closes and cancels
+        urgent = dest.target.liquidate
         for key in keys:
-            self.queue.push((dest.id, dest.target.follower_account_id, key), at=now)
+            self.queue.push((dest.id, dest.target.follower_account_id, key), at=now, urgent=urgent)
 
     # another copier on our followers (identity.py) -----------------------------------
     @property

@@ -8,7 +8,7 @@ an item is handed to one worker at a time and stays *busy* until that worker is 
 Risk-reducing work goes first (``push(urgent=True)``: a master position closed, an order
 cancelled, a retry), then the oldest; followers are served round-robin so that a follower
 with many items does not starve the others, and a slow follower holds at most
-``max_busy_per_follower`` workers.
+``max_busy_per_follower`` workers for ordinary work, twice that when the rest is urgent.
 
 Every operation is O(1) amortised whatever the number of followers and items: each
 follower has its own FIFO per class (urgent, normal), followers with work a worker may
@@ -160,16 +160,22 @@ class ReplicationQueue:
         follower.fifo[_URGENT if entry.urgent else _NORMAL].append((key, entry.order))
         self._mark_ready(key[1], follower)
 
+    def _cap(self, cls: int) -> int:
+        # Risk-reducing work may hold as many workers again: a follower whose opens all wait
+        # for the send budget must still get its closes (a flatten, a master close) to the
+        # throttle, where they go ahead of those opens.
+        return self.max_busy_per_follower * (2 if cls == _URGENT else 1)
+
     def _mark_ready(self, follower_id: int, follower: _Follower) -> None:
-        if follower.busy >= self.max_busy_per_follower:
-            return
         woke = False
         for cls in (_URGENT, _NORMAL):
-            if follower.fifo[cls] and follower_id not in self._in_ready[cls]:
+            if not follower.fifo[cls] or follower.busy >= self._cap(cls):
+                continue
+            if follower_id not in self._in_ready[cls]:
                 self._in_ready[cls].add(follower_id)
                 self._ready[cls].append(follower_id)
-                woke = True
-        if woke or follower.fifo[0] or follower.fifo[1]:
+            woke = True
+        if woke:
             self._wake_one()
 
     def _wake_one(self) -> None:
@@ -185,7 +191,7 @@ class ReplicationQueue:
             while ring:
                 follower_id = ring.popleft()
                 follower = self._followers.get(follower_id)
-                if follower is None or follower.busy >= self.max_busy_per_follower:
+                if follower is None or follower.busy >= self._cap(cls):
                     members.discard(follower_id)  # done() puts it back when below its cap
                     continue
                 key = self._live_head(follower.fifo[cls], cls)
@@ -193,7 +199,7 @@ class ReplicationQueue:
                     members.discard(follower_id)
                     continue
                 follower.busy += 1
-                if follower.fifo[cls] and follower.busy < self.max_busy_per_follower:
+                if follower.fifo[cls] and follower.busy < self._cap(cls):
                     ring.append(follower_id)  # round-robin: to the back of the ring
                 else:
                     members.discard(follower_id)

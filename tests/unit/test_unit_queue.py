@@ -240,3 +240,21 @@ async def test_many_followers_are_served_in_round_robin_with_urgent_work_first()
         key, _ = await take_now(queue)
         seen.append(key[1])
     assert sorted(seen) == list(range(1, 201)), "each follower once before any twice"
+
+
+async def test_urgent_work_of_a_follower_at_its_cap_still_gets_a_worker() -> None:
+    # four opens of one follower wait for the send budget; its closes must still reach the
+    # throttle, where they go ahead of those opens (ctl flatten, a master close)
+    queue = ReplicationQueue(max_busy_per_follower=4)
+    for n in range(6):
+        queue.push(("d", 1, f"p{n}"), at=float(n))
+    opens = [(await take_now(queue))[0] for _ in range(4)]
+    assert await nothing_ready(queue), "ordinary work stops at the cap"
+    for n in range(10, 16):
+        queue.push(("d", 1, f"p{n}"), at=float(n), urgent=True)
+    closes = [(await take_now(queue))[0] for _ in range(4)]
+    assert [k[2] for k in closes] == ["p10", "p11", "p12", "p13"]
+    assert await nothing_ready(queue), "urgent work too has a cap: twice the ordinary one"
+    queue.done(opens[0])
+    key, _ = await take_now(queue)
+    assert key[2] == "p14", "urgent first"
