@@ -16,10 +16,16 @@ from collections.abc import Awaitable, Callable
 import structlog
 from google.protobuf.message import Message
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.protocol import State
 
 from cmamd.connection.backoff import Backoff
 from cmamd.connection.dispatch import Dispatcher, Listener, callable_name
-from cmamd.connection.endpoint import default_ssl_context, open_socket, parse_endpoint
+from cmamd.connection.endpoint import (
+    WatchedConnection,
+    default_ssl_context,
+    open_socket,
+    parse_endpoint,
+)
 from cmamd.connection.errors import ConnectionClosedError
 from cmamd.connection.keepalive import keep_alive
 from cmamd.connection.link import Link, authenticate_app, decode_frame
@@ -282,15 +288,18 @@ class OpenApiConnection:
             ),
             name=f"openapi-{self.name}-keepalive",
         )
+        closing = asyncio.create_task(
+            self._watch_closing(link), name=f"openapi-{self.name}-closing"
+        )
         hooks = asyncio.create_task(self._run_hooks(link), name=f"openapi-{self.name}-hooks")
-        link_tasks = {reader, watchdog}
+        link_tasks = {reader, watchdog, closing}
         try:
             done, _ = await asyncio.wait(link_tasks | {hooks}, return_when=asyncio.FIRST_COMPLETED)
             if not done & link_tasks:
                 self._state.set(READY)
                 await asyncio.wait(link_tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await self._end_link(link, (reader, watchdog, hooks))
+            await self._end_link(link, (reader, watchdog, closing, hooks))
 
     async def _end_link(self, link: Link, tasks: tuple[asyncio.Task[None], ...]) -> None:
         link.alive = False
@@ -308,7 +317,21 @@ class OpenApiConnection:
         if lost:
             self._log.warning("requests in flight when the link dropped", count=lost)
         self._state.set(CLOSED if self._closing else DISCONNECTED)
+        if link.ws.state is State.CLOSING:
+            # The server started the close: our answer is sent, and a server that never
+            # ends the stream must not hold up the reconnect for the close timeout.
+            link.ws.transport.abort()
         await link.ws.close()
+
+    async def _watch_closing(self, link: Link) -> None:
+        """End the link as soon as its closing handshake begins (see WatchedConnection)."""
+        if isinstance(link.ws, WatchedConnection):
+            await link.ws.closing_started.wait()
+        else:
+            await asyncio.Future()  # another socket type: the reader notices the end
+        link.alive = False
+        self._state.notify()
+        self._log.warning("link closing", code=link.ws.close_code)
 
     async def _run_hooks(self, link: Link) -> None:
         enter_hook_context(link)  # this task's own context, inherited by the hooks' tasks
