@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
-from typing import cast
 
 from google.protobuf.message import Message
 
@@ -19,6 +18,7 @@ from cmamd.accounts.model import Quote, SymbolSpec
 from cmamd.connection.ratelimit import Priority
 from cmamd.protocol import units
 from cmamd.protocol.proto import messages_pb2 as pb
+from cmamd.protocol.replies import expect_reply
 
 SYMBOL_DETAIL_BATCH = 200
 
@@ -41,20 +41,22 @@ class Catalogue:
 
     async def load(self, request: Request) -> None:
         """Assets, the symbol list and every symbol's details (in batches)."""
-        assets = cast(
-            pb.ProtoOAAssetListRes,
+        assets = expect_reply(
             await request(
                 pb.ProtoOAAssetListReq(ctidTraderAccountId=self.account_id),
                 priority=Priority.QUERY,
             ),
+            pb.ProtoOAAssetListRes,
+            "ProtoOAAssetListReq",
         )
         self.asset_names = {a.assetId: a.name for a in assets.asset}
-        light = cast(
-            pb.ProtoOASymbolsListRes,
+        light = expect_reply(
             await request(
                 pb.ProtoOASymbolsListReq(ctidTraderAccountId=self.account_id),
                 priority=Priority.QUERY,
             ),
+            pb.ProtoOASymbolsListRes,
+            "ProtoOASymbolsListReq",
         )
         self._names = {s.symbolId: s.symbolName for s in light.symbol}
         self._quote_assets = {s.symbolId: s.quoteAssetId for s in light.symbol}
@@ -79,8 +81,7 @@ class Catalogue:
     async def _details(self, request: Request, ids: list[int]) -> dict[int, SymbolSpec]:
         specs: dict[int, SymbolSpec] = {}
         for start in range(0, len(ids), SYMBOL_DETAIL_BATCH):
-            details = cast(
-                pb.ProtoOASymbolByIdRes,
+            details = expect_reply(
                 await request(
                     pb.ProtoOASymbolByIdReq(
                         ctidTraderAccountId=self.account_id,
@@ -88,6 +89,8 @@ class Catalogue:
                     ),
                     priority=Priority.QUERY,
                 ),
+                pb.ProtoOASymbolByIdRes,
+                "ProtoOASymbolByIdReq",
             )
             for symbol in details.symbol:
                 specs[symbol.symbolId] = convert.symbol_spec(symbol, self._names[symbol.symbolId])

@@ -36,6 +36,7 @@ from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.planner import CopyTarget, keys_for, origins_for, plan_key
 from cmamd.replication.queue import ReplicationQueue, WorkKey
+from cmamd.replication.store_fault import StoreFault, is_store_error, requeue_into
 from cmamd.state.store import StateStore
 
 log = get_logger("cmamd.replication")
@@ -114,6 +115,7 @@ class Replicator:
         # follower symbol ids with an open/placement in flight, per destination and key
         self._opening: dict[str, dict[str, int]] = {}
         self._retry_delays: dict[WorkKey, float] = {}
+        self.store_fault = StoreFault(requeue_into(self.queue.push))
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
@@ -235,10 +237,14 @@ class Replicator:
             work, since = await self.queue.take()
             try:
                 await self._process(work, since)
+                self.store_fault.succeeded(work)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("replication step failed", work=list(work))
+            except Exception as exc:
+                if is_store_error(exc):  # not sent: planned again once the store works
+                    self.store_fault.failed(work, exc)
+                else:
+                    log.exception("replication step failed", work=list(work))
             finally:
                 self.queue.done(work)
 
@@ -373,7 +379,8 @@ class Replicator:
         except TimeoutError:
             return "unknown", f"no outcome for order {reply.order.orderId}", False
         if result in requests.REJECTED:
-            return "rejected", reply.errorCode or "ORDER_REJECTED", False
+            code = reply.errorCode or follower.order_error(reply.order.orderId)
+            return "rejected", code or "ORDER_REJECTED", False
         if result == model_pb2.ORDER_CANCELLED and isinstance(intent, OpenPosition):
             return "done", "cancelled unfilled (slippage or liquidity)", False
         return "done", "", result == model_pb2.ORDER_FILLED
