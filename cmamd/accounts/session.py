@@ -24,7 +24,7 @@ from cmamd.accounts.catalogue import Catalogue
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.supervision import RetryPacing, report_task_end
 from cmamd.accounts.symbol_reloads import SymbolReloads
-from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
+from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper, same_pair
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
 from cmamd.connection.errors import RequestNotSent
 from cmamd.connection.ratelimit import Priority
@@ -110,6 +110,10 @@ class AccountSession:
             if _is_permanent(exc):
                 self._fail(str(exc))
                 return
+            if not isinstance(exc, RETRYABLE_OR_REFUSED):
+                self._log.error(
+                    "account start-up failed unexpectedly, retrying", error=repr(exc), exc_info=exc
+                )
             # retried in the background; the P&L loop below must run once it succeeds
             self.error = f"start-up failed: {exc!r}"
             self._start_recovery(self.error)
@@ -209,16 +213,22 @@ class AccountSession:
 
     # auth ----------------------------------------------------------------------------
     async def _authorise(self) -> None:
+        before = self._tokens.current(self.account_id)
         try:
             await self._authorise_with_stored_tokens()
         except (OpenApiError, TokenError) as exc:
-            if not _is_permanent(exc) or not self._tokens.adopt_bootstrap(self.account_id):
+            if not _is_permanent(exc):
                 raise
-            # The stored pair is refused and the config offers another one: try it, once.
-            self._log.warning(
-                "stored token pair refused; trying the bootstrap pair from the config",
-                error=str(exc),
-            )
+            if not same_pair(before, self._tokens.current(self.account_id)):
+                pass  # a concurrent attempt stored another pair meanwhile: use that one
+            elif self._tokens.adopt_bootstrap(self.account_id):
+                # The stored pair is refused and the config offers another one: try it, once.
+                self._log.warning(
+                    "stored token pair refused; trying the bootstrap pair from the config",
+                    error=str(exc),
+                )
+            else:
+                raise
             await self._authorise_with_stored_tokens()
 
     async def _authorise_with_stored_tokens(self) -> None:

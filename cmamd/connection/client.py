@@ -27,6 +27,7 @@ from cmamd.connection.endpoint import (
     parse_endpoint,
 )
 from cmamd.connection.errors import ConnectionClosedError
+from cmamd.connection.garbage import GarbageMeter
 from cmamd.connection.keepalive import keep_alive
 from cmamd.connection.link import Link, authenticate_app, decode_frame
 from cmamd.connection.ratelimit import Clock, Priority, RequestThrottle, SystemClock
@@ -40,6 +41,7 @@ from cmamd.connection.state import (
     StateListener,
 )
 from cmamd.connection.tokens import TokenPair, refresh_tokens
+from cmamd.log_limits import LimitedLog
 from cmamd.protocol.codec import ProtocolError
 from cmamd.protocol.errors import APPLICATION_AUTH_CODES, OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2
@@ -89,9 +91,10 @@ class OpenApiConnection:
         self._silence_timeout_s = silence_timeout_s
         self._hook_timeout_s = session_hook_timeout_s
         self._log = structlog.get_logger("cmamd.connection").bind(connection=name)
+        self._limited_log = LimitedLog(self._log)  # for what the peer can repeat at will
         self._throttle = RequestThrottle(max_rps, clock=self._clock)
         self._state = ConnectionState(self._log)
-        self._dispatcher = Dispatcher(self._log)
+        self._dispatcher = Dispatcher(self._limited_log)
         self._sender = RequestSender(
             self._state,
             self._throttle,
@@ -348,12 +351,17 @@ class OpenApiConnection:
             self._log.error("session hook failed", hook=callable_name(hook), error=repr(exc))
 
     async def _read(self, link: Link) -> None:
+        garbage = GarbageMeter()
         try:
             async for frame in link.ws:
                 link.last_received = self._clock.monotonic()
                 self._state.counts["received"] += 1
-                envelope = decode_frame(frame, self._log)
+                envelope = decode_frame(frame, self._limited_log)
                 if envelope is None:
+                    self._state.counts["bad_frames"] += 1
+                    if garbage.bad_frame(link.last_received):
+                        self._log.error("burst of undecodable frames; dropping the link")
+                        return
                     continue
                 self._dispatcher.dispatch(envelope)
                 if isinstance(envelope.message, messages_pb2.ProtoOAClientDisconnectEvent):
