@@ -210,3 +210,24 @@ async def test_cmamd_reload_finds_the_state_dir_of_the_daemons_config(
         assert await daemon.wait() == 0
     finally:
         daemon.kill()
+
+
+async def test_reset_tokens_puts_the_configs_pair_back_for_one_account(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, tmp_path: Path
+) -> None:
+    from cmamd.cli import main as cli_main
+    from cmamd.state.store import StateStore, StoredTokens
+
+    config = make_config(ACCOUNTS, RULES)
+    good = yaml.safe_load(config.read_text())["accounts"][1]
+    with StateStore.open(tmp_path / "state") as store:
+        store.put_tokens(ids["follower-hedged"], StoredTokens("stale", "stale-r", None, 0))
+        store.put_tokens(ids["master"], StoredTokens("keep", "keep-r", None, 0))
+    argv = ["reset-tokens", "--config", str(config), "--account", "follower-hedged"]
+    assert cli_main(argv) == 0
+    assert cli_main(["reset-tokens", "--config", str(config), "--account", "nobody"]) == 78
+    with StateStore.open(tmp_path / "state") as store:
+        reset = store.get_tokens(ids["follower-hedged"])
+        kept = store.get_tokens(ids["master"])
+    assert reset is not None and reset.access_token == good["access_token"]
+    assert kept is not None and kept.access_token == "keep", "other accounts untouched"
