@@ -60,6 +60,7 @@ OWN_OPTION = {
     "check-config": "--quiet",
     "sim": "--describe",
     "demo": "--state-dir",
+    "reset-tokens": "--account",
 }
 
 
