@@ -18,7 +18,9 @@ from cmamd.state.store import StateError
 
 log = get_logger("cmamd.replication.store")
 
-STORE_ERRORS = (sqlite3.Error, StateError, OSError)
+# Not OSError: TimeoutError and ConnectionError are OSErrors too, and they are the
+# network's. sqlite reports a full disk or an I/O error as sqlite3.OperationalError.
+STORE_ERRORS = (sqlite3.Error, StateError)
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 

@@ -1,4 +1,4 @@
-"""Fault injection settings: delayed replies, swallowed replies, rejected orders."""
+"""Fault injection settings: delayed, swallowed or closing replies, rejected orders."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ class Faults:
     reject_left: int = 0
     reject_code: str = "TRADING_DISABLED"
     reject_account: int | None = None
+    close_after_left: int = 0
+    close_after_types: frozenset[int] | None = None
 
     def delay_for(self, payload_type: int) -> float:
         if self.delay_s <= 0:
@@ -29,6 +31,15 @@ class Faults:
         if self.swallow_types is not None and payload_type not in self.swallow_types:
             return False
         self.swallow_left -= 1
+        return True
+
+    def take_close_after(self, payload_type: int) -> bool:
+        """Whether the requester's connection is closed right after this reply."""
+        if self.close_after_left <= 0:
+            return False
+        if self.close_after_types is not None and payload_type not in self.close_after_types:
+            return False
+        self.close_after_left -= 1
         return True
 
     def take_reject(self, account_id: int) -> str | None:
