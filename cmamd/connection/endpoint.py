@@ -81,7 +81,7 @@ class WatchedConnection(ClientConnection):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.protocol.state is not State.OPEN:
+        if self.protocol.state in (State.CLOSING, State.CLOSED):  # not CONNECTING
             self.closing_started.set()
 
     def connection_lost(self, exc: Exception | None) -> None:

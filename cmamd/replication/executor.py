@@ -339,7 +339,11 @@ class Replicator:
                 if intent.reduces_risk and detail in RETRY_LATER_CODES:
                     self._retry_later(dest, plan.key, detail)
                 return False
-            await self._settle(follower)
+            if not await self._settle(follower):
+                # Never plan again from a view that may miss the copy: that is how an open
+                # is duplicated. The follower's recovery reconciles it, then replans all.
+                follower.start_recovery("reconcile after an unknown outcome failed")
+                return False
             self._store.journal_outcome(intent_id, "resolved", "settled by reconciling the account")
             return True
         return True
@@ -385,18 +389,23 @@ class Replicator:
             return "done", "cancelled unfilled (slippage or liquidity)", False
         return "done", "", result == model_pb2.ORDER_FILLED
 
-    async def _settle(self, follower: AccountSession) -> None:
-        """Ask the broker what happened, twice, so a late-arriving order is seen too."""
+    async def _settle(self, follower: AccountSession) -> bool:
+        """Ask the broker what happened, twice, so a late-arriving order is seen too.
+
+        False when the second (decisive) reconcile failed: the view is not settled."""
+        settled = False
         for attempt in range(2):
             try:
                 await follower.ready.wait()
                 await follower.resync()
+                settled = attempt == 1
             except Exception as exc:
                 log.warning(
                     "reconcile after unknown outcome failed", error=str(exc), account=follower.name
                 )
             if attempt == 0:
                 await asyncio.sleep(self._settle_s)
+        return settled
 
     # helpers ---------------------------------------------------------------------------
     def _retry_later(self, dest: Destination, key: str, code: str) -> None:

@@ -29,8 +29,9 @@ RULES = [
         "name": "r",
         "source": "master",
         "destinations": [
-            {"account": "follower-hedged"},
-            {"account": "follower-suffix", "symbols": {"add_suffix": ".m"}},
+            # copy however late: an outage may outlast the default 60 s
+            {"account": "follower-hedged", "max_delay_s": 3600},
+            {"account": "follower-suffix", "symbols": {"add_suffix": ".m"}, "max_delay_s": 3600},
         ],
     }
 ]
@@ -42,7 +43,7 @@ async def test_network_campaign(
 ) -> None:
     seed = campaign_seed()
     steps, step_pause, fault_pause = (
-        (400, (0.05, 0.6), (0.3, 1.5))
+        (400, (0.05, 0.6), (0.5, 3.0))
         if full_campaigns
         else (
             40,
