@@ -88,6 +88,8 @@ class AccountSession:
         self._order_waiters: dict[int, list[tuple[frozenset[int], asyncio.Future[int]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resync_lock = asyncio.Lock()
+        # Execution events received while a reconcile is in flight (see resync).
+        self._resync_window: list[pb.ProtoOAExecutionEvent] | None = None
         self._recovery: asyncio.Task[Any] | None = None
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
         self._symbol_reloads = SymbolReloads(self._reload_symbols, self._spawn)
@@ -156,11 +158,15 @@ class AccountSession:
     async def resync(self) -> None:
         """Replace positions and orders with the server's view (reconcile)."""
         async with self._resync_lock:
-            res = await self.connection.request(
-                pb.ProtoOAReconcileReq(ctidTraderAccountId=self.account_id),
-                priority=Priority.QUERY,
-                account_id=self.account_id,
-            )
+            self._resync_window = []
+            try:
+                res = await self.connection.request(
+                    pb.ProtoOAReconcileReq(ctidTraderAccountId=self.account_id),
+                    priority=Priority.QUERY,
+                    account_id=self.account_id,
+                )
+            finally:
+                window, self._resync_window = self._resync_window, None
             res = expect_reply(res, pb.ProtoOAReconcileRes, "ProtoOAReconcileReq")
             positions = {p.positionId: convert.position(p) for p in res.position}
             orders = {
@@ -174,6 +180,12 @@ class AccountSession:
             )
             self.state.positions = positions
             self.state.orders = orders
+            # Frames are read in a burst: events that came after the reply, and so are
+            # missing from it, may have been applied before this task resumed. Replaying
+            # the window's events in order on the snapshot gives the latest state (each
+            # change in the window has its event in it), where dropping them lost copies.
+            for event in window:
+                self._on_execution(event)
             self.status = "ready"
             self.error = None
             self.ready.set()
@@ -425,6 +437,8 @@ class AccountSession:
         if getattr(message, "ctidTraderAccountId", None) != self.account_id:
             return
         if isinstance(message, pb.ProtoOAExecutionEvent):
+            if self._resync_window is not None:
+                self._resync_window.append(message)
             self._on_execution(message)
         elif isinstance(message, pb.ProtoOATraderUpdatedEvent):
             self._set_trader(message.trader)

@@ -20,6 +20,7 @@ from typing import Any
 from structlog.contextvars import bound_contextvars
 
 from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.accounts.supervision import RetryPacing
 from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
@@ -50,6 +51,7 @@ RETRY_LATER_CODES = frozenset(
 A refused *open* is never retried: by the time the market opens the trade is stale."""
 RETRY_FIRST_S = 30.0
 RETRY_MAX_S = 300.0
+SETTLE_RETRY_MAX_S = 30.0  # between reconciles of an unsettled outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,11 +341,7 @@ class Replicator:
                 if intent.reduces_risk and detail in RETRY_LATER_CODES:
                     self._retry_later(dest, plan.key, detail)
                 return False
-            if not await self._settle(follower):
-                # Never plan again from a view that may miss the copy: that is how an open
-                # is duplicated. The follower's recovery reconciles it, then replans all.
-                follower.start_recovery("reconcile after an unknown outcome failed")
-                return False
+            await self._settle(follower)
             self._store.journal_outcome(intent_id, "resolved", "settled by reconciling the account")
             return True
         return True
@@ -389,23 +387,28 @@ class Replicator:
             return "done", "cancelled unfilled (slippage or liquidity)", False
         return "done", "", result == model_pb2.ORDER_FILLED
 
-    async def _settle(self, follower: AccountSession) -> bool:
+    async def _settle(self, follower: AccountSession) -> None:
         """Ask the broker what happened, twice, so a late-arriving order is seen too.
 
-        False when the second (decisive) reconcile failed: the view is not settled."""
-        settled = False
-        for attempt in range(2):
-            try:
-                await follower.ready.wait()
-                await follower.resync()
-                settled = attempt == 1
-            except Exception as exc:
-                log.warning(
-                    "reconcile after unknown outcome failed", error=str(exc), account=follower.name
-                )
-            if attempt == 0:
-                await asyncio.sleep(self._settle_s)
-        return settled
+        The second reconcile is retried until it succeeds: planning this key again from a
+        view that may miss the copy is how an open gets duplicated."""
+        await self._reconcile(follower)
+        await asyncio.sleep(self._settle_s)
+        pacing = RetryPacing(first_s=self._settle_s, max_s=SETTLE_RETRY_MAX_S)
+        while not await self._reconcile(follower):
+            await asyncio.sleep(pacing.next_delay())
+
+    @staticmethod
+    async def _reconcile(follower: AccountSession) -> bool:
+        try:
+            await follower.ready.wait()
+            await follower.resync()
+            return True
+        except Exception as exc:
+            log.warning(
+                "reconcile after unknown outcome failed", error=str(exc), account=follower.name
+            )
+            return False
 
     # helpers ---------------------------------------------------------------------------
     def _retry_later(self, dest: Destination, key: str, code: str) -> None:

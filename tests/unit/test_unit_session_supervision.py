@@ -18,7 +18,7 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 from cmamd.state.store import StateStore, StoredTokens
 
-from .session_fakes import ACCOUNT, FakeConnection, execution, order
+from .session_fakes import ACCOUNT, FakeConnection, execution, order, position
 
 
 class WrongReplies(FakeConnection):
@@ -199,3 +199,21 @@ async def test_an_order_accepted_then_rejected_keeps_the_brokers_code(
         )
     )
     assert session.order_error(77) == "NOT_ENOUGH_MONEY"
+
+
+async def test_an_event_that_arrives_while_a_reconcile_is_in_flight_is_not_lost(
+    conn: WrongReplies, store: StateStore, sessions: list[AccountSession]
+) -> None:
+    # Frames are read in a burst: the reconcile's (older) snapshot may be applied after
+    # an execution event that came behind it. The event must win, or the copy is lost
+    # ("closed on the follower") and the planner never reopens it.
+    session = make(conn, keeper(store), sessions)
+    await session.start()
+    gate = conn.hold("ProtoOAReconcileReq")
+    resync = asyncio.create_task(session.resync())
+    await asyncio.sleep(0.01)
+    conn.feed(execution(model_pb2.ORDER_FILLED, position=position(41), order=order(9)))
+    assert 41 in session.state.positions
+    gate.set()  # the snapshot (taken before the fill) has no position 41
+    await resync
+    assert 41 in session.state.positions
