@@ -31,7 +31,7 @@ from cmamd.connection.ratelimit import Priority
 from cmamd.logs import get_logger
 from cmamd.protocol import units
 from cmamd.protocol.codec import Envelope
-from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
+from cmamd.protocol.errors import APPLICATION_AUTH_CODES, OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 from cmamd.protocol.replies import expect_reply
@@ -531,4 +531,7 @@ class AccountSession:
 
 def _is_permanent(exc: BaseException) -> bool:
     """The server refused the token or the account: retrying cannot help."""
-    return isinstance(exc, TokenError) or (isinstance(exc, OpenApiError) and exc.account_refused)
+    return isinstance(exc, TokenError) or (
+        isinstance(exc, OpenApiError)
+        and (exc.account_refused or exc.code in APPLICATION_AUTH_CODES)  # the app itself
+    )
