@@ -14,6 +14,9 @@ class Faults:
     reject_left: int = 0
     reject_code: str = "TRADING_DISABLED"
     reject_account: int | None = None
+    late_reject_left: int = 0
+    late_reject_code: str = "NOT_ENOUGH_MONEY"
+    late_reject_account: int | None = None
     close_after_left: int = 0
     close_after_types: frozenset[int] | None = None
 
@@ -41,6 +44,15 @@ class Faults:
             return False
         self.close_after_left -= 1
         return True
+
+    def take_late_reject(self, account_id: int) -> str | None:
+        """The code to reject this new order with after accepting it, if one is pending."""
+        if self.late_reject_left <= 0:
+            return None
+        if self.late_reject_account is not None and account_id != self.late_reject_account:
+            return None
+        self.late_reject_left -= 1
+        return self.late_reject_code
 
     def take_reject(self, account_id: int) -> str | None:
         """The error code to refuse this new order with, if a rejection is pending."""

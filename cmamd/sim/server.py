@@ -227,6 +227,14 @@ class SimServer(ManualTrading):
         self._faults.reject_code = code
         self._faults.reject_account = account_id
 
+    def reject_after_accept_next(
+        self, n: int, code: str = "NOT_ENOUGH_MONEY", account_id: int | None = None
+    ) -> None:
+        """Accept the next ``n`` new orders, then reject them with ``code`` (no fill)."""
+        self._faults.late_reject_left = n
+        self._faults.late_reject_code = code
+        self._faults.late_reject_account = account_id
+
     def invalidate_token(self, account_id: int) -> None:
         """Revoke the access token of the account's cTID (a refresh still works)."""
         ctid = self.tokens.revoke_access(account_id)

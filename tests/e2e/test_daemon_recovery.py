@@ -231,3 +231,17 @@ async def test_reset_tokens_puts_the_configs_pair_back_for_one_account(
         kept = store.get_tokens(ids["master"])
     assert reset is not None and reset.access_token == good["access_token"]
     assert kept is not None and kept.access_token == "keep", "other accounts untouched"
+
+
+async def test_an_order_accepted_then_rejected_is_journaled_with_the_brokers_code(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
+) -> None:
+    daemon = daemons(make_config(ACCOUNTS, RULES))
+    started = await daemon.start()
+    sim.reject_after_accept_next(1, "NOT_ENOUGH_MONEY", account_id=ids["follower-hedged"])
+    sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
+    assert started.replicator is not None and started.store is not None
+    await eventually(lambda: started.replicator.stats.rejected == 1, 10, "rejected")
+    (entry,) = started.store.journal(ids["follower-hedged"])
+    assert (entry.outcome, entry.detail) == ("rejected", "NOT_ENOUGH_MONEY")
+    assert sim.broker.positions(ids["follower-hedged"]) == []
