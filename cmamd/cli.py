@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("cmamd.daemon.command", "run the copier daemon (what systemd starts)"),
     "reload": ("cmamd.daemon.reload", "reload a running daemon and wait for the outcome"),
     "check-config": ("cmamd.config.check", "validate a config file and print a summary"),
+    "reset-tokens": ("cmamd.accounts.reset_tokens", "put the config's tokens of an account back"),
     "sim": ("cmamd.sim.command", "run the simulated Open API server"),
     "auth": ("cmamd.onboarding.auth", "grant cmamd access to cTrader accounts (OAuth)"),
     "accounts": ("cmamd.onboarding.accounts", "list the configured accounts and their tokens"),

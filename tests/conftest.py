@@ -56,3 +56,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def full_campaigns(request: pytest.FixtureRequest) -> bool:
     """True when the fault campaigns should run at full length (``--full-campaigns``)."""
     return bool(request.config.getoption("--full-campaigns"))
+
+
+FULL_CAMPAIGN_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A full campaign runs for minutes: lift the suite's per-test timeout for those only.
+    if not config.getoption("--full-campaigns"):
+        return
+    for item in items:
+        if "full_campaigns" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(FULL_CAMPAIGN_TIMEOUT_S))

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import cast
 
 from google.protobuf.message import Message
 
@@ -21,6 +20,7 @@ from cmamd.accounts.model import Quote, SymbolSpec
 from cmamd.connection.ratelimit import Priority
 from cmamd.protocol import units
 from cmamd.protocol.proto import messages_pb2 as pb
+from cmamd.protocol.replies import expect_reply
 
 SYMBOL_DETAIL_BATCH = 200
 
@@ -43,7 +43,8 @@ async def fetch_broker_lists(request: Request, account_id: int) -> BrokerLists:
         pb.ProtoOASymbolsListReq(ctidTraderAccountId=account_id), priority=Priority.QUERY
     )
     return BrokerLists(
-        cast(pb.ProtoOAAssetListRes, assets), cast(pb.ProtoOASymbolsListRes, symbols)
+        expect_reply(assets, pb.ProtoOAAssetListRes, "ProtoOAAssetListReq"),
+        expect_reply(symbols, pb.ProtoOASymbolsListRes, "ProtoOASymbolsListReq"),
     )
 
 
@@ -92,8 +93,7 @@ class Catalogue:
     async def _details(self, request: Request, ids: list[int]) -> dict[int, SymbolSpec]:
         specs: dict[int, SymbolSpec] = {}
         for start in range(0, len(ids), SYMBOL_DETAIL_BATCH):
-            details = cast(
-                pb.ProtoOASymbolByIdRes,
+            details = expect_reply(
                 await request(
                     pb.ProtoOASymbolByIdReq(
                         ctidTraderAccountId=self.account_id,
@@ -101,6 +101,8 @@ class Catalogue:
                     ),
                     priority=Priority.QUERY,
                 ),
+                pb.ProtoOASymbolByIdRes,
+                "ProtoOASymbolByIdReq",
             )
             for symbol in details.symbol:
                 specs[symbol.symbolId] = convert.symbol_spec(symbol, self._names[symbol.symbolId])

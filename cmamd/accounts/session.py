@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from structlog.contextvars import bind_contextvars
 
@@ -23,7 +23,9 @@ from cmamd.accounts import convert, merge, wire_guard
 from cmamd.accounts.catalogue import Catalogue, fetch_broker_lists
 from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.startup import startup_for
-from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper
+from cmamd.accounts.supervision import RetryPacing, report_task_end
+from cmamd.accounts.symbol_reloads import SymbolReloads
+from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper, same_pair
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
 from cmamd.connection.errors import RequestNotSent
 from cmamd.connection.ratelimit import Priority
@@ -31,9 +33,10 @@ from cmamd.item_keys import ItemKind, ids_of, order_key, position_key
 from cmamd.logs import get_logger
 from cmamd.protocol import units
 from cmamd.protocol.codec import Envelope
-from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
+from cmamd.protocol.errors import APPLICATION_AUTH_CODES, OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
+from cmamd.protocol.replies import expect_reply
 
 TOKEN_CHECK_S = 3600.0  # expiry unknown (a bootstrap pair): look again this often
 TOKEN_TIMER_MIN_S = 60.0
@@ -86,6 +89,7 @@ class AccountSession:
         self._on_change = on_change
         self._pnl_interval_s = pnl_interval_s
         self._recent_orders: OrderedDict[int, int] = OrderedDict()
+        self._order_errors: dict[int, str] = {}
         self._order_waiters: dict[int, list[tuple[frozenset[int], asyncio.Future[int]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resync_lock = asyncio.Lock()
@@ -100,6 +104,7 @@ class AccountSession:
         self._authorised = False
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
         self._wire = wire_guard.WireGuard(self._log)
+        self._symbol_reloads = SymbolReloads(self._reload_symbols, self._spawn)
 
     # lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,13 +120,18 @@ class AccountSession:
         self.connection.add_session_hook(self._reauthorise_hook)
         try:
             await self._bring_up()
-        except RETRYABLE_OR_REFUSED as exc:
+        except Exception as exc:
             if _is_permanent(exc):
                 self._refused(str(exc), exc)
                 return
             self._note_if_unauthorised(exc)
+            if not isinstance(exc, RETRYABLE_OR_REFUSED):
+                self._log.error(
+                    "account start-up failed unexpectedly, retrying", error=repr(exc), exc_info=exc
+                )
             # retried in the background; the P&L loop below must run once it succeeds
-            self._start_recovery(f"start-up failed: {exc}")
+            self.error = f"start-up failed: {exc!r}"
+            self._start_recovery(self.error)
         if self._pnl_interval_s:
             self._spawn(self._refresh_pnl_forever(self._pnl_interval_s))
         self._spawn(self._rotate_tokens_when_due())
@@ -178,7 +188,7 @@ class AccountSession:
                 )
             finally:
                 changed, self._changed_in_flight = self._changed_in_flight, None
-            assert isinstance(res, pb.ProtoOAReconcileRes)
+            res = expect_reply(res, pb.ProtoOAReconcileRes, "ProtoOAReconcileReq")
             self._wire.clean_reconcile(res, self.state)
             positions = {p.positionId: convert.position(p) for p in res.position}
             orders = {
@@ -215,6 +225,10 @@ class AccountSession:
             return None
         return self.catalogue.quote_to_deposit(spec, trader.deposit_asset_id)
 
+    def order_error(self, order_id: int) -> str:
+        """The error code of the order's last rejection event ("" if none was seen)."""
+        return self._order_errors.get(order_id, "")
+
     async def wait_for_order(self, order_id: int, outcomes: Iterable[int], timeout: float) -> int:
         """Wait for an execution event of ``order_id`` whose type is in ``outcomes``."""
         wanted = frozenset(outcomes)
@@ -233,6 +247,25 @@ class AccountSession:
 
     # auth ----------------------------------------------------------------------------
     async def _authorise(self) -> None:
+        before = self._tokens.current(self.account_id)
+        try:
+            await self._authorise_with_stored_tokens()
+        except (OpenApiError, TokenError) as exc:
+            if not _is_permanent(exc):
+                raise
+            if not same_pair(before, self._tokens.current(self.account_id)):
+                pass  # a concurrent attempt stored another pair meanwhile: use that one
+            elif self._tokens.adopt_bootstrap(self.account_id):
+                # The stored pair is refused and the config offers another one: try it, once.
+                self._log.warning(
+                    "stored token pair refused; trying the bootstrap pair from the config",
+                    error=str(exc),
+                )
+            else:
+                raise
+            await self._authorise_with_stored_tokens()
+
+    async def _authorise_with_stored_tokens(self) -> None:
         if self._tokens.needs_refresh(self.account_id) and self.needs_reauth is None:
             try:
                 await self._refresh_tokens()
@@ -302,7 +335,7 @@ class AccountSession:
             try:
                 if self._tokens.needs_refresh(self.account_id):
                     await self._refresh_tokens()
-            except RETRYABLE_OR_REFUSED as exc:
+            except Exception as exc:
                 if _is_token_refusal(exc):  # settle it: the held access token, or `cmamd auth`
                     self._start_recovery(f"token rotation refused: {exc}")
                     continue
@@ -316,10 +349,20 @@ class AccountSession:
         try:
             async with startup_for(self.connection).admitted():
                 await self._account_auth()
-        except RETRYABLE_OR_REFUSED as exc:
-            self._start_recovery(f"re-auth after reconnect failed: {exc}")
+        except Exception as exc:
+            self._start_recovery(f"re-auth after reconnect failed: {exc!r}")
             return
         self._spawn(self._resync_logged())
+
+    def retry_if_failed(self) -> bool:
+        """Try a failed account again (SIGHUP); True when a retry was started."""
+        if self.needs_reauth is not None and not self.ready.is_set():
+            self.retry_authorisation("retry requested")
+            return True
+        if self.status != "failed":
+            return False
+        self._start_recovery(f"retry requested after: {self.error}")
+        return True
 
     def start_recovery(self, reason: str) -> None:
         """Re-authorise and reconcile in the background (the server dropped the account)."""
@@ -336,21 +379,30 @@ class AccountSession:
         self.ready.clear()
         self.status = "reauthorising"
         self._log.warning("account not available, re-authorising", reason=reason)
-        delay = 1.0
+        pacing = RetryPacing()
         while True:
             try:
                 await self._bring_up()
                 if self.needs_reauth is None:
                     self._tokens.clear_needs_reauth(self.account_id)
                 return
-            except RETRYABLE_OR_REFUSED as exc:
+            except Exception as exc:
                 if _is_permanent(exc):
                     self._refused(f"cannot authorise: {exc}", exc)
                     return
                 self._note_if_unauthorised(exc)
-                self._log.warning("authorisation failed, retrying", error=str(exc), in_s=delay)
+                delay = pacing.next_delay()
+                self.error = f"retrying: {exc!r}"
+                if isinstance(exc, RETRYABLE_OR_REFUSED):
+                    self._log.warning("authorisation failed, retrying", error=str(exc), in_s=delay)
+                else:  # not a failure we know: say so loudly, and still come back
+                    self._log.error(
+                        "account start-up failed unexpectedly, retrying",
+                        error=repr(exc),
+                        in_s=delay,
+                        exc_info=exc,
+                    )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
 
     async def _resync_logged(self) -> None:
         try:
@@ -362,11 +414,12 @@ class AccountSession:
 
     # catalogue -----------------------------------------------------------------------
     async def _load_catalogue(self) -> None:
-        trader_res = cast(
-            pb.ProtoOATraderRes,
+        trader_res = expect_reply(
             await self.connection.request(
                 pb.ProtoOATraderReq(ctidTraderAccountId=self.account_id), priority=Priority.QUERY
             ),
+            pb.ProtoOATraderRes,
+            "ProtoOATraderReq",
         )
         lists = await startup_for(self.connection).broker_lists(
             trader_res.trader.brokerName,
@@ -411,12 +464,13 @@ class AccountSession:
         self.state.trader = replace(info, deposit_asset=deposit)
 
     async def _refresh_pnl(self) -> None:
-        res = cast(
-            pb.ProtoOAGetPositionUnrealizedPnLRes,
+        res = expect_reply(
             await self.connection.request(
                 pb.ProtoOAGetPositionUnrealizedPnLReq(ctidTraderAccountId=self.account_id),
                 priority=Priority.BACKGROUND,
             ),
+            pb.ProtoOAGetPositionUnrealizedPnLRes,
+            "ProtoOAGetPositionUnrealizedPnLReq",
         )
         digits = res.moneyDigits if res.HasField("moneyDigits") else 2
         total = sum(p.netUnrealizedPnL for p in res.positionUnrealizedPnL)
@@ -454,7 +508,7 @@ class AccountSession:
         elif isinstance(message, pb.ProtoOASpotEvent):
             self.catalogue.on_spot(message)
         elif isinstance(message, pb.ProtoOASymbolChangedEvent):
-            self._spawn(self._reload_symbols(list(message.symbolId)))
+            self._symbol_reloads.request(message.symbolId)
         elif isinstance(message, pb.ProtoOAAccountDisconnectEvent):
             self._authorised = False
             self._start_recovery("account disconnected by the server")
@@ -498,7 +552,7 @@ class AccountSession:
                 and event.HasField("position")
             ):
                 origins[position_key(event.position.positionId)] = key
-            self._note_order_event(order.orderId, event.executionType)
+            self._note_order_event(order.orderId, event.executionType, event.errorCode)
         if event.HasField("deal") and event.deal.HasField("closePositionDetail"):
             detail = event.deal.closePositionDetail
             trader = self.state.trader
@@ -512,7 +566,11 @@ class AccountSession:
                 self._changed_in_flight.update(keys)
             self._emit(keys, origins=origins, reducing=reducing)
 
-    def _note_order_event(self, order_id: int, execution_type: int) -> None:
+    def _note_order_event(self, order_id: int, execution_type: int, error_code: str = "") -> None:
+        if error_code:  # the broker's reason, for an order accepted and then rejected
+            self._order_errors[order_id] = error_code
+            while len(self._order_errors) > RECENT_ORDER_EVENTS:
+                del self._order_errors[next(iter(self._order_errors))]
         self._recent_orders[order_id] = execution_type
         self._recent_orders.move_to_end(order_id)
         while len(self._recent_orders) > RECENT_ORDER_EVENTS:
@@ -604,6 +662,7 @@ class AccountSession:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(report_task_end(self._log))
         return task
 
 
@@ -616,4 +675,7 @@ def _is_token_refusal(exc: BaseException) -> bool:
 
 def _is_permanent(exc: BaseException) -> bool:
     """The server refused the token or the account: retrying cannot help."""
-    return isinstance(exc, TokenError) or (isinstance(exc, OpenApiError) and exc.account_refused)
+    return isinstance(exc, TokenError) or (
+        isinstance(exc, OpenApiError)
+        and (exc.account_refused or exc.code in APPLICATION_AUTH_CODES)  # the app itself
+    )

@@ -4,6 +4,11 @@ A refresh token is single-use and one token pair usually authorises every accoun
 cTID, so accounts holding the same refresh token form one group: a refresh is done once
 per group, under a lock, and the new pair is written to the store for every account of the
 group in one transaction before anything uses it.
+
+The config's pair (``access_token``/``refresh_token``) only bootstraps: the store's pair wins
+once there is one. When the stored pair is refused and the config offers a different pair
+(the operator fixed the credential), that pair is tried once; ``cmamd reset-tokens`` puts
+it in the store on request.
 """
 
 from __future__ import annotations
@@ -46,17 +51,36 @@ class TokenKeeper:
         self._store = store
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        self._bootstrap: dict[int, StoredTokens] = {}
+        self._bootstrap_tried: set[int] = set()
 
     def seed(self, account_id: int, access_token: str | None, refresh_token: str | None) -> None:
-        """Bootstrap tokens from the config, used only when the store has none yet."""
-        if self._store.get_tokens(account_id) is not None or not (access_token or refresh_token):
+        """Bootstrap tokens from the config, stored only when the store has none yet."""
+        if not (access_token or refresh_token):
+            self._bootstrap.pop(account_id, None)
             return
-        # A refresh token alone is enough: expired at 0, it is rotated before first use.
-        expires_at_ms = None if access_token else 0
-        self._store.put_tokens(
-            account_id,
-            StoredTokens(access_token or "", refresh_token or "", expires_at_ms, self._now_ms()),
-        )
+        pair = bootstrap_pair(access_token, refresh_token, self._now_ms())
+        known = self._bootstrap.get(account_id)
+        if known is None or not same_pair(known, pair):
+            self._bootstrap[account_id] = pair
+            self._bootstrap_tried.discard(account_id)  # a new pair deserves its one try
+        if self._store.get_tokens(account_id) is None:
+            self._store.put_tokens(account_id, pair)
+            self._bootstrap_tried.add(account_id)
+
+    def adopt_bootstrap(self, account_id: int) -> bool:
+        """After the stored pair was refused: store the config's pair if it is another one
+        not tried yet. True when there is a new pair to try."""
+        pair = self._bootstrap.get(account_id)
+        if pair is None or account_id in self._bootstrap_tried:
+            return False
+        self._bootstrap_tried.add(account_id)
+        stored = self._store.get_tokens(account_id)
+        if stored is not None and same_pair(stored, pair):
+            return False
+        self._store.put_tokens(account_id, pair)
+        log.warning("stored token pair replaced by the config's bootstrap pair", account=account_id)
+        return True
 
     def current(self, account_id: int) -> StoredTokens:
         tokens = self._store.get_tokens(account_id)
@@ -128,3 +152,15 @@ def refresh_margin_ms(tokens: StoredTokens) -> int:
         return REFRESH_MARGIN_MS
     lifetime_ms = tokens.expires_at_ms - tokens.updated_ms
     return min(REFRESH_MARGIN_MS, max(0, int(lifetime_ms * REFRESH_MARGIN_FRACTION)))
+
+
+def bootstrap_pair(
+    access_token: str | None, refresh_token: str | None, now_ms: int
+) -> StoredTokens:
+    # A refresh token alone is enough: expired at 0, it is rotated before first use.
+    expires_at_ms = None if access_token else 0
+    return StoredTokens(access_token or "", refresh_token or "", expires_at_ms, now_ms)
+
+
+def same_pair(a: StoredTokens, b: StoredTokens) -> bool:
+    return (a.access_token, a.refresh_token) == (b.access_token, b.refresh_token)

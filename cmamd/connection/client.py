@@ -16,11 +16,18 @@ from collections.abc import Awaitable, Callable
 import structlog
 from google.protobuf.message import Message
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.protocol import State
 
 from cmamd.connection.backoff import Backoff
 from cmamd.connection.dispatch import Dispatcher, Listener, callable_name
-from cmamd.connection.endpoint import default_ssl_context, open_socket, parse_endpoint
+from cmamd.connection.endpoint import (
+    WatchedConnection,
+    default_ssl_context,
+    open_socket,
+    parse_endpoint,
+)
 from cmamd.connection.errors import ConnectionClosedError
+from cmamd.connection.garbage import GarbageMeter
 from cmamd.connection.keepalive import keep_alive
 from cmamd.connection.link import Link, authenticate_app, decode_frame
 from cmamd.connection.ratelimit import Clock, Priority, RequestThrottle, SystemClock
@@ -34,6 +41,7 @@ from cmamd.connection.state import (
     StateListener,
 )
 from cmamd.connection.tokens import TokenPair, refresh_tokens
+from cmamd.log_limits import LimitedLog
 from cmamd.protocol.codec import ProtocolError
 from cmamd.protocol.errors import APPLICATION_AUTH_CODES, OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2
@@ -83,9 +91,10 @@ class OpenApiConnection:
         self._silence_timeout_s = silence_timeout_s
         self._hook_timeout_s = session_hook_timeout_s
         self._log = structlog.get_logger("cmamd.connection").bind(connection=name)
+        self._limited_log = LimitedLog(self._log)  # for what the peer can repeat at will
         self._throttle = RequestThrottle(max_rps, clock=self._clock)
         self._state = ConnectionState(self._log)
-        self._dispatcher = Dispatcher(self._log)
+        self._dispatcher = Dispatcher(self._limited_log)
         self._sender = RequestSender(
             self._state,
             self._throttle,
@@ -297,15 +306,18 @@ class OpenApiConnection:
             ),
             name=f"openapi-{self.name}-keepalive",
         )
+        closing = asyncio.create_task(
+            self._watch_closing(link), name=f"openapi-{self.name}-closing"
+        )
         hooks = asyncio.create_task(self._run_hooks(link), name=f"openapi-{self.name}-hooks")
-        link_tasks = {reader, watchdog}
+        link_tasks = {reader, watchdog, closing}
         try:
             done, _ = await asyncio.wait(link_tasks | {hooks}, return_when=asyncio.FIRST_COMPLETED)
             if not done & link_tasks:
                 self._state.set(READY)
                 await asyncio.wait(link_tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await self._end_link(link, (reader, watchdog, hooks))
+            await self._end_link(link, (reader, watchdog, closing, hooks))
 
     async def _end_link(self, link: Link, tasks: tuple[asyncio.Task[None], ...]) -> None:
         link.alive = False
@@ -323,7 +335,21 @@ class OpenApiConnection:
         if lost:
             self._log.warning("requests in flight when the link dropped", count=lost)
         self._state.set(CLOSED if self._closing else DISCONNECTED)
+        if link.ws.state is State.CLOSING:
+            # The server started the close: our answer is sent, and a server that never
+            # ends the stream must not hold up the reconnect for the close timeout.
+            link.ws.transport.abort()
         await link.ws.close()
+
+    async def _watch_closing(self, link: Link) -> None:
+        """End the link as soon as its closing handshake begins (see WatchedConnection)."""
+        if isinstance(link.ws, WatchedConnection):
+            await link.ws.closing_started.wait()
+        else:
+            await asyncio.Future()  # another socket type: the reader notices the end
+        link.alive = False
+        self._state.notify()
+        self._log.warning("link closing", code=link.ws.close_code)
 
     async def _run_hooks(self, link: Link) -> None:
         enter_hook_context(link)  # this task's own context, inherited by the hooks' tasks
@@ -340,12 +366,17 @@ class OpenApiConnection:
             self._log.error("session hook failed", hook=callable_name(hook), error=repr(exc))
 
     async def _read(self, link: Link) -> None:
+        garbage = GarbageMeter()
         try:
             async for frame in link.ws:
                 link.last_received = self._clock.monotonic()
                 self._state.counts["received"] += 1
-                envelope = decode_frame(frame, self._log)
+                envelope = decode_frame(frame, self._limited_log)
                 if envelope is None:
+                    self._state.counts["bad_frames"] += 1
+                    if garbage.bad_frame(link.last_received):
+                        self._log.error("burst of undecodable frames; dropping the link")
+                        return
                     continue
                 self._dispatcher.dispatch(envelope)
                 if isinstance(envelope.message, messages_pb2.ProtoOAClientDisconnectEvent):

@@ -6,6 +6,7 @@ is only accepted on loopback, where the simulator runs.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import ipaddress
 import ssl
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
 
 from cmamd.protocol.codec import MAX_FRAME_BYTES
 
@@ -65,6 +67,28 @@ def default_ssl_context(endpoint: Endpoint, given: ssl.SSLContext | None) -> ssl
     return given if given is not None else ssl.create_default_context()
 
 
+class WatchedConnection(ClientConnection):
+    """A client socket that tells at once when its closing handshake has begun.
+
+    A close frame from the server leaves the socket "closing" while our reader still waits
+    for the end of the TCP stream, which a broken or hostile server may never send: the link
+    must be given up on the close frame, not on the stream's end.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closing_started = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.protocol.state in (State.CLOSING, State.CLOSED):  # not CONNECTING
+            self.closing_started.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.closing_started.set()
+
+
 async def open_socket(
     endpoint: Endpoint, ssl_context: ssl.SSLContext | None, open_timeout_s: float
 ) -> ClientConnection:
@@ -79,5 +103,6 @@ async def open_socket(
         open_timeout=open_timeout_s,
         close_timeout=CLOSE_TIMEOUT_S,
         compression=None,  # protobuf frames are small and dense; spare the CPU
+        create_connection=WatchedConnection,
         **options,
     )

@@ -26,7 +26,7 @@ class ConnectionState:
         self.link: Link | None = None
         self.closed_error: BaseException | None = None
         self.counts = dict.fromkeys(
-            ("sent", "received", "reconnects", "heartbeats_sent", "rate_limited"), 0
+            ("sent", "received", "reconnects", "heartbeats_sent", "rate_limited", "bad_frames"), 0
         )
         self._log = log
         self._changed = asyncio.Event()  # replaced on every change: a one-shot broadcast

@@ -3,6 +3,12 @@
 An account keeps the connection it was given for as long as it is configured, so that a
 reload that adds or removes other accounts never moves it; a new account goes to the
 connection of its environment that serves the fewest accounts.
+
+A connection is handed out at once and keeps connecting in the background, with backoff,
+for as long as it takes: an account on it retries its own start-up meanwhile. Only refused
+application credentials end a connection for good (retrying them would hammer the auth
+endpoint); the daemon reads that from ``credentials_refused`` and a later request for the
+slot (a SIGHUP retry) starts a fresh connection.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from collections.abc import Callable
 
 from cmamd.config.models import ApiConfig
 from cmamd.connection.client import OpenApiConnection
+from cmamd.connection.state import CLOSED
 from cmamd.logs import get_logger
+from cmamd.protocol.errors import APPLICATION_AUTH_CODES, OpenApiError
 
 log = get_logger("cmamd.daemon.pool")
 
@@ -38,10 +46,11 @@ class ConnectionPool:
         return slot
 
     async def connection_for(self, account: str, live: bool) -> OpenApiConnection:
-        """The account's connection, connected and app-authenticated."""
+        """The account's connection, started (it may still be connecting)."""
         slot = self.slot_for(account, live)
         conn = self._connections.get(slot)
-        if conn is None:
+        started = self._started.get(slot)
+        if conn is None or (started is not None and started.done() and conn.state == CLOSED):
             api = self.api
             conn = self._factory(
                 api.url_for(live),
@@ -55,16 +64,19 @@ class ConnectionPool:
                 silence_timeout_s=api.silence_timeout_s,
             )
             self._connections[slot] = conn
-            # Accounts starting together share the first connect instead of racing it.
-            self._started[slot] = asyncio.ensure_future(conn.start(connect_attempts=3))
-        try:
-            await asyncio.shield(self._started[slot])
-        except Exception:
-            if self._connections.get(slot) is conn:  # let a later attempt start afresh
-                del self._connections[slot]
-                del self._started[slot]
-            raise
+            start = asyncio.ensure_future(conn.start())
+            start.add_done_callback(_consume_outcome)
+            self._started[slot] = start
         return conn
+
+    def credentials_refused(self) -> OpenApiError | None:
+        """The server's refusal of the application credentials, if a connection got one."""
+        for start in self._started.values():
+            if start.done() and not start.cancelled():
+                error = start.exception()
+                if isinstance(error, OpenApiError) and error.code in APPLICATION_AUTH_CODES:
+                    return error
+        return None
 
     async def release(self, account: str) -> None:
         """Forget the account; a connection left without accounts is closed."""
@@ -88,3 +100,9 @@ class ConnectionPool:
     @property
     def connections(self) -> list[OpenApiConnection]:
         return list(self._connections.values())
+
+
+def _consume_outcome(start: asyncio.Future[None]) -> None:
+    # The outcome is read by credentials_refused() and by the accounts' own requests.
+    if not start.cancelled():
+        start.exception()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from cmamd.daemon import reload_status
+from cmamd.daemon.state_dir_of import state_dir_for_reload
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,14 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="the daemon's state_dir (default: $STATE_DIRECTORY, else /var/lib/cmamd)",
+        help="the daemon's state_dir (default: the state_dir of its config, else "
+        "$STATE_DIRECTORY, else /var/lib/cmamd)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the daemon's config (default: the --config it was started with)",
     )
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
 
 
 def main(args: argparse.Namespace) -> int:
-    state_dir = args.state_dir or Path(
-        os.environ.get("STATE_DIRECTORY", "/var/lib/cmamd").split(":")[0]
+    state_dir = state_dir_for_reload(
+        args.pid, explicit=args.state_dir, config=args.config, environ=os.environ
     )
     before = reload_status.read(state_dir)
     try:
@@ -40,7 +48,10 @@ def main(args: argparse.Namespace) -> int:
             if status.ok:
                 print("configuration reloaded")
                 return 0
-            print("reload rejected, the running configuration is kept:", file=sys.stderr)
+            if status.partial:
+                print("reload failed part-way (restart cmamd):", file=sys.stderr)
+            else:
+                print("reload rejected, the running configuration is kept:", file=sys.stderr)
             for problem in status.problems:
                 print(f"  {problem}", file=sys.stderr)
             return 1

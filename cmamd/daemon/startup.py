@@ -24,8 +24,18 @@ SETTLED_STATES = frozenset({"failed", "stopped", "needs re-authorisation"})
 """Not ready, and not coming up by itself: waiting for them would hold READY back."""
 
 
+REACHABLE = frozenset({"connected", "ready"})  # connection states: authenticated link up
+
+
 def is_settled(session: AccountSession) -> bool:
-    return session.ready.is_set() or session.status in SETTLED_STATES
+    # An account that cannot reach the server (no connection: host down, maintenance) has
+    # visibly failed: STATUS names it with its reason and READY does not wait for its
+    # retries. One whose link is up will come up at the pace of the budget.
+    return (
+        session.ready.is_set()
+        or session.status in SETTLED_STATES
+        or (session.error is not None and session.connection.state not in REACHABLE)
+    )
 
 
 async def wait_until_settled(
@@ -48,20 +58,3 @@ async def wait_until_settled(
         # the first pending account is the one most likely to be next (they start in order)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pending[0].ready.wait(), timeout=min(CHECK_S, left_s))
-
-
-def accounts_not_ready(sessions: Iterable[AccountSession], limit: int = 5) -> str:
-    """``failed: a, b; starting: c`` for the STATUS line (empty when all are ready)."""
-    failed: list[str] = []
-    starting: list[str] = []
-    for session in sessions:
-        if session.ready.is_set() or session.status == "needs re-authorisation":
-            continue  # the latter have a STATUS part of their own
-        (failed if session.status == "failed" else starting).append(session.name)
-    parts = []
-    for label, names in (("failed", failed), ("not ready", starting)):
-        if names:
-            shown = ", ".join(sorted(names)[:limit])
-            more = f" +{len(names) - limit}" if len(names) > limit else ""
-            parts.append(f"{label}: {shown}{more}")
-    return "; ".join(parts)

@@ -35,10 +35,11 @@ from cmamd.config.problems import format_path
 from cmamd.config.rules import VolumeMode
 from cmamd.control.hub import OperatorHub
 from cmamd.daemon import dest_marks, reload_status
+from cmamd.daemon.account_status import not_ready, status_suffix
 from cmamd.daemon.destinations import EQUITY_STOP_PREFIX, FactsCache
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
-from cmamd.daemon.startup import accounts_not_ready, wait_until_settled
+from cmamd.daemon.startup import wait_until_settled
 from cmamd.logs import configure_logging, get_logger, register_secret
 from cmamd.replication.executor import CopyReport, Destination, Replicator
 from cmamd.replication.planner import CopyTarget
@@ -53,6 +54,14 @@ HISTORY_DAYS = 30  # closed links and settled journal entries kept this long
 PNL_INTERVAL_S = 15.0
 ACCOUNT_START_TIMEOUT_S = 120.0
 EQUITY_MODES = {VolumeMode.EQUITY_RATIO, VolumeMode.RISK_PERCENT}
+
+
+class StartAborted(Exception):
+    """Start-up cannot succeed by retrying (refused application credentials)."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 class Daemon:
@@ -107,15 +116,18 @@ class Daemon:
         self._install_signals()
         watchdog_stop = asyncio.Event()
         watchdog = asyncio.create_task(run_watchdog(self.notifier, watchdog_stop))
+        exit_code = 0
         try:
             await self._start(config)
             await self._main_loop()
+        except StartAborted as exc:
+            exit_code = exc.exit_code
         finally:
             await self._shutdown()
             watchdog_stop.set()
             await asyncio.gather(watchdog, return_exceptions=True)
             self._remove_signals()
-        return 0
+        return exit_code
 
     def request_stop(self) -> None:
         self._signals.put_nowait(signal.SIGTERM)
@@ -131,6 +143,7 @@ class Daemon:
         self.replicator.start()
         await self.hub.start()
         await self._start_accounts(config, config.enabled_accounts)
+        self._abort_if_credentials_refused()
         still_starting = await wait_until_settled(
             lambda: self.sessions.values(), ACCOUNT_START_TIMEOUT_S
         )
@@ -144,6 +157,22 @@ class Daemon:
         self._update_status()
         self.started.set()
         log.info("ready", **self._counts())
+        for name, reason in not_ready((a.name for a in config.enabled_accounts), self.sessions):
+            log.error("account not ready; retried in the background", account=name, reason=reason)
+
+    def _abort_if_credentials_refused(self) -> None:
+        # Retrying cannot fix them and a restart loop would hammer the auth endpoint:
+        # exit 78, which the unit's RestartPreventExitStatus leaves stopped.
+        assert self.pool is not None
+        refused = self.pool.credentials_refused()
+        if refused is not None:
+            log.error(
+                "application credentials refused by the server; fix api.client_id and the "
+                "client secret",
+                code=refused.code,
+                description=refused.description,
+            )
+            raise StartAborted(EX_CONFIG)
 
     async def _start_accounts(self, config: Config, accounts: list[AccountConfig]) -> None:
         equity_accounts = self._accounts_needing_equity(config)
@@ -214,6 +243,8 @@ class Daemon:
                 follower = config.account(dest.account)
                 if not (master.enabled and follower.enabled):
                     continue
+                if master.name not in self.sessions or follower.name not in self.sessions:
+                    continue  # never started (logged): its rules wait for a reload
                 dest_id = _dest_id(config, rule.name, rule.source, dest.account)
                 now_ms = int(time.time() * 1000)
                 stopped = dest_marks.equity_stop_latched(self.store, dest_id, dest)
@@ -276,9 +307,12 @@ class Daemon:
                 try:
                     await self._reload()
                 except Exception as exc:  # a reload must never take the daemon down
-                    log.exception("reload failed")
+                    log.exception("reload failed part-way")
                     assert self.config is not None
-                    reload_status.write(self.config.state_dir, ok=False, problems=[str(exc)])
+                    problems = [f"{exc!r}; restart cmamd to apply the configuration cleanly"]
+                    reload_status.write(
+                        self.config.state_dir, ok=False, problems=problems, partial=True
+                    )
                     self.notifier.ready()
             else:
                 log.info("stopping", signal=signal.Signals(signum).name)
@@ -318,6 +352,13 @@ class Daemon:
         removed = set(diff.accounts_removed) | set(diff.accounts_changed)
         added = set(diff.accounts_added) | set(diff.accounts_changed)
         added = {n for n in added if new.account(n).enabled}
+        problems = await self._prepare_connections(new, added)
+        if problems:
+            log.error("reload rejected", problems=problems)
+            reload_status.write(self.config.state_dir, ok=False, problems=problems)
+            self.notifier.ready()
+            return
+        # Nothing below can be refused: the reload now applies completely.
         # Rules first: the removed accounts' destinations stop taking work; then their
         # in-flight work drains before their sessions go.
         self.config = new
@@ -336,6 +377,7 @@ class Daemon:
             await self._start_accounts(new, [new.account(n) for n in sorted(added)])
         self.replicator.set_destinations(self._destinations(new))
         self.replicator.audit_interval_s = new.audit_interval_s
+        retried = self._retry_failed_accounts(new, exclude=added)
         reload_status.write(new.state_dir, ok=True, problems=[])
         log.info(
             "reloaded",
@@ -343,9 +385,43 @@ class Daemon:
             removed=sorted(removed - added),
             changed=sorted(added & removed),
             rules_changed=diff.rules_changed,
+            retried=retried,
         )
         self.notifier.ready()
         self._update_status()
+
+    async def _prepare_connections(self, new: Config, added: set[str]) -> list[str]:
+        """Get the added accounts' connections before anything changes; the problems."""
+        assert self.pool is not None
+        problems = []
+        for name in sorted(added):
+            account = new.account(name)
+            try:
+                await self.pool.connection_for(name, account.live)
+            except Exception as exc:
+                problems.append(f"accounts.{name}: no connection: {exc}")
+        if problems:
+            for name in added:
+                if name not in self.sessions:
+                    await self.pool.release(name)
+        return problems
+
+    def _retry_failed_accounts(self, config: Config, *, exclude: set[str]) -> list[str]:
+        """SIGHUP also means "try again": failed accounts start over (with the config's
+        tokens, should the stored pair be the one refused)."""
+        retried = []
+        for account in config.enabled_accounts:
+            session = self.sessions.get(account.name)
+            if account.name in exclude or session is None:
+                continue
+            self.tokens.seed(
+                account.account_id,
+                _secret(account.initial_access_token),
+                _secret(account.initial_refresh_token),
+            )
+            if session.retry_if_failed():
+                retried.append(account.name)
+        return retried
 
     # equity stop and status ------------------------------------------------------------
     def _check_equity_stops(self) -> None:
@@ -429,9 +505,14 @@ class Daemon:
         frozen = self.replicator.frozen_followers() if self.replicator else []
         if frozen:
             text += f"; FROZEN, another cmamd copies onto: {', '.join(frozen)}"
-        not_ready = accounts_not_ready(self.sessions.values())
-        if not_ready:
-            text += f"; {not_ready}"
+        if self.config is not None:
+            names = (a.name for a in self.config.enabled_accounts if a.name not in reauth)
+            suffix = status_suffix(not_ready(names, self.sessions))
+            if suffix:
+                text += f"; {suffix}"
+        fault = self.replicator.store_fault.active if self.replicator else None
+        if fault:
+            text += f"; STATE STORE FAULT: {fault}"
         if extra:
             text += f"; {extra}"
         return text

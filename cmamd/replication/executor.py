@@ -22,6 +22,7 @@ from typing import Any
 from structlog.contextvars import bound_contextvars
 
 from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.accounts.supervision import RetryPacing
 from cmamd.connection.errors import RequestNotSent
 from cmamd.item_keys import ItemKind, split_key
 from cmamd.logs import get_logger
@@ -41,6 +42,7 @@ from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.planner import CopyTarget, keys_for, origins_for, plan_key
 from cmamd.replication.queue import ReplicationQueue, WorkKey
 from cmamd.replication.settled import SettledItems
+from cmamd.replication.store_fault import StoreFault, is_store_error, requeue_into
 from cmamd.state.store import StateStore
 
 log = get_logger("cmamd.replication")
@@ -54,6 +56,7 @@ RETRY_LATER_CODES = frozenset(
 A refused *open* is never retried: by the time the market opens the trade is stale."""
 RETRY_FIRST_S = 30.0
 RETRY_MAX_S = 300.0
+SETTLE_RETRY_MAX_S = 30.0  # between reconciles of an unsettled outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class Replicator:
         self._auditing = False
         self.instance = identity.instance_id(store)
         self._copiers = identity.CopierWatch(self.instance)
+        self.store_fault = StoreFault(requeue_into(self.queue.push))
 
     # configuration ---------------------------------------------------------------------
     def set_destinations(self, destinations: list[Destination]) -> None:
@@ -330,10 +334,14 @@ class Replicator:
             self._busy.add(work)
             try:
                 await self._process(work, since)
+                self.store_fault.succeeded(work)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("replication step failed", work=list(work))
+            except Exception as exc:
+                if is_store_error(exc):  # not sent: planned again once the store works
+                    self.store_fault.failed(work, exc)
+                else:
+                    log.exception("replication step failed", work=list(work))
             finally:
                 self._busy.discard(work)
                 self.queue.done(work)
@@ -509,23 +517,34 @@ class Replicator:
         except TimeoutError:
             return "unknown", f"no outcome for order {reply.order.orderId}", False
         if result in requests.REJECTED:
-            return "rejected", reply.errorCode or "ORDER_REJECTED", False
+            code = reply.errorCode or follower.order_error(reply.order.orderId)
+            return "rejected", code or "ORDER_REJECTED", False
         if result == model_pb2.ORDER_CANCELLED and isinstance(intent, OpenPosition):
             return "done", "cancelled unfilled (slippage or liquidity)", False
         return "done", "", result == model_pb2.ORDER_FILLED
 
     async def _settle(self, follower: AccountSession) -> None:
-        """Ask the broker what happened, twice, so a late-arriving order is seen too."""
-        for attempt in range(2):
-            try:
-                await follower.ready.wait()
-                await follower.resync()
-            except Exception as exc:
-                log.warning(
-                    "reconcile after unknown outcome failed", error=str(exc), account=follower.name
-                )
-            if attempt == 0:
-                await asyncio.sleep(self._settle_s)
+        """Ask the broker what happened, twice, so a late-arriving order is seen too.
+
+        The second reconcile is retried until it succeeds: planning this key again from a
+        view that may miss the copy is how an open gets duplicated."""
+        await self._reconcile(follower)
+        await asyncio.sleep(self._settle_s)
+        pacing = RetryPacing(first_s=self._settle_s, max_s=SETTLE_RETRY_MAX_S)
+        while not await self._reconcile(follower):
+            await asyncio.sleep(pacing.next_delay())
+
+    @staticmethod
+    async def _reconcile(follower: AccountSession) -> bool:
+        try:
+            await follower.ready.wait()
+            await follower.resync()
+            return True
+        except Exception as exc:
+            log.warning(
+                "reconcile after unknown outcome failed", error=str(exc), account=follower.name
+            )
+            return False
 
     # helpers ---------------------------------------------------------------------------
     def _retry_later(self, dest: Destination, key: str, code: str) -> None:

@@ -1,4 +1,4 @@
-"""Fault injection settings: delayed, swallowed or lost exchanges, rejected orders."""
+"""Fault injection settings: delayed, swallowed, lost or closing exchanges, rejected orders."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ class Faults:
     reject_account: int | None = None
     lost_requests_left: int = 0
     lost_request_types: frozenset[int] | None = None
+    late_reject_left: int = 0
+    late_reject_code: str = "NOT_ENOUGH_MONEY"
+    late_reject_account: int | None = None
+    close_after_left: int = 0
+    close_after_types: frozenset[int] | None = None
 
     def delay_for(self, payload_type: int) -> float:
         if self.delay_s <= 0:
@@ -41,6 +46,24 @@ class Faults:
             return False
         self.lost_requests_left -= 1
         return True
+
+    def take_close_after(self, payload_type: int) -> bool:
+        """Whether the requester's connection is closed right after this reply."""
+        if self.close_after_left <= 0:
+            return False
+        if self.close_after_types is not None and payload_type not in self.close_after_types:
+            return False
+        self.close_after_left -= 1
+        return True
+
+    def take_late_reject(self, account_id: int) -> str | None:
+        """The code to reject this new order with after accepting it, if one is pending."""
+        if self.late_reject_left <= 0:
+            return None
+        if self.late_reject_account is not None and account_id != self.late_reject_account:
+            return None
+        self.late_reject_left -= 1
+        return self.late_reject_code
 
     def take_reject(self, account_id: int) -> str | None:
         """The error code to refuse this new order with, if a rejection is pending."""

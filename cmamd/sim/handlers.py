@@ -15,6 +15,7 @@ from cmamd.protocol.proto import common_pb2, messages_pb2, model_pb2
 from cmamd.sim.broker import AccountEvent, Broker
 from cmamd.sim.config import SimConfig
 from cmamd.sim.faults import Faults
+from cmamd.sim.late_reject import accepted_then_rejected
 from cmamd.sim.market import Market
 from cmamd.sim.protos import spot_event
 from cmamd.sim.session import Session
@@ -360,6 +361,10 @@ class Handlers:
                 code = self._faults.take_reject(request.ctidTraderAccountId)
                 if code is not None:
                     raise Rejected(code, "rejected by fault injection")
+                late = self._faults.take_late_reject(request.ctidTraderAccountId)
+                if late is not None:
+                    self.fan_out(exchange, accepted_then_rejected(request, late))
+                    return
             self.fan_out(exchange, operation(request))
 
         return handle

@@ -166,6 +166,8 @@ class FramePipeline:
         if self._faults.take_swallow(payload_type):
             frames = []
         close = exchange.close
+        if close is None and self._faults.take_close_after(payload_type):
+            close = (1001, "going away")  # a close frame right after the reply
 
         def flush() -> None:
             requester.send_frames(frames)

@@ -218,6 +218,21 @@ class SimServer(ManualTrading):
             session.abort()
         return len(dropped)
 
+    def close_connections(self, code: int = 1001, reason: str = "going away") -> int:
+        """Send a close frame on every connection (after what is queued); returns how many."""
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            session.close_after_flush(code, reason)
+        return len(sessions)
+
+    def close_after_next(self, n: int, payload_types: Iterable[int] | None = None) -> None:
+        """Close the requester's connection right after the replies to its next ``n``
+        requests (of those types): a server dropping a busy connection mid-copy."""
+        self._faults.close_after_left = n
+        self._faults.close_after_types = (
+            frozenset(payload_types) if payload_types is not None else None
+        )
+
     def delay_responses(self, seconds: float, payload_types: Iterable[int] | None = None) -> None:
         """Hold back what requests (of those types) send to their requester; 0 turns it off."""
         self._faults.delay_s = seconds
@@ -243,6 +258,14 @@ class SimServer(ManualTrading):
         self._faults.reject_left = n
         self._faults.reject_code = code
         self._faults.reject_account = account_id
+
+    def reject_after_accept_next(
+        self, n: int, code: str = "NOT_ENOUGH_MONEY", account_id: int | None = None
+    ) -> None:
+        """Accept the next ``n`` new orders, then reject them with ``code`` (no fill)."""
+        self._faults.late_reject_left = n
+        self._faults.late_reject_code = code
+        self._faults.late_reject_account = account_id
 
     def invalidate_token(self, account_id: int) -> None:
         """Revoke the access token of the account's cTID (a refresh still works)."""

@@ -428,7 +428,6 @@ async def test_hostile_campaign(
     assert (campaign.crashes, campaign.hangs, campaign.wrong_orders) == ([], [], []), summary
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 defect 4, fixed on branch i8a")
 async def test_hostile_wrong_reply_during_account_start_up(
     sim: SimServer,
     proxy: HostileProxy,

@@ -63,6 +63,7 @@ OWN_OPTION = {
     "auth": "--scope",
     "accounts": "--remote",
     "ctl": "--socket",
+    "reset-tokens": "--account",
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 from cmamd.config.models import ApiConfig
 from cmamd.connection.client import OpenApiConnection
 from cmamd.daemon.pool import ConnectionPool
+from cmamd.protocol.errors import OpenApiError
 
 
 class FakeConnection:
@@ -22,14 +23,17 @@ class FakeConnection:
         self.name: str = kw["name"]
         self.starts = 0
         self.closed = 0
+        self.state = "new"
 
     async def start(self, *, connect_attempts: int | None = None) -> None:
         self.starts += 1
         self.connect_attempts = connect_attempts
         await self.factory.gate.wait()
-        if self.factory.failures:
-            self.factory.failures -= 1
-            raise ConnectionRefusedError("simulated connect failure")
+        if self.factory.refusals:
+            self.factory.refusals -= 1
+            self.state = "closed"
+            raise OpenApiError("CH_CLIENT_AUTH_FAILURE", "client secret refused")
+        self.state = "ready"
 
     async def close(self) -> None:
         self.closed += 1
@@ -40,7 +44,7 @@ class FakeFactory:
         self.made: list[FakeConnection] = []
         self.gate = asyncio.Event()
         self.gate.set()
-        self.failures = 0
+        self.refusals = 0
 
     def __call__(self, url: str, client_id: str, secret: str, **kw: Any) -> FakeConnection:
         conn = FakeConnection(self, url, client_id, secret, **kw)
@@ -49,7 +53,7 @@ class FakeFactory:
 
 
 def fake(conn: OpenApiConnection) -> FakeConnection:
-    """The pool's connection as the fake the factory made (the pool types it as the real one)."""
+    """The pool's connection, which the factory made as a fake."""
     assert isinstance(conn, FakeConnection)
     return conn
 
@@ -107,9 +111,9 @@ async def test_demo_and_live_accounts_never_share_a_connection(factory: FakeFact
         (True, 1),
     )
     assert len({id(demo), id(live), id(live2)}) == 3
-    assert (fake(demo).url, fake(demo).name) == ("ws://127.0.0.1:5999", "demo-0")
-    assert (fake(live).url, fake(live).name) == ("ws://127.0.0.2:5999", "live-0")
-    assert fake(live2).name == "live-1"
+    assert (demo.url, demo.name) == ("ws://127.0.0.1:5999", "demo-0")  # type: ignore[attr-defined]
+    assert (live.url, live.name) == ("ws://127.0.0.2:5999", "live-0")  # type: ignore[attr-defined]
+    assert live2.name == "live-1"
     # a second demo account shares the only demo connection
     assert await pool.connection_for("d2", False) is demo
     assert len(factory.made) == 3
@@ -123,46 +127,46 @@ async def test_the_connection_is_built_from_the_api_settings(factory: FakeFactor
     assert conn.kw["max_rps"] == 20
     assert conn.kw["request_timeout_s"] == 3
     assert conn.kw["ssl_context"] is None  # tls: false
-    assert conn.connect_attempts == 3
+    await asyncio.sleep(0)
+    assert conn.connect_attempts is None, "retried with backoff for as long as it takes"
     assert conn.starts == 1
 
 
-async def test_accounts_starting_together_share_one_start(factory: FakeFactory) -> None:
-    pool = ConnectionPool(api(), factory)  # type: ignore[arg-type]
-    factory.gate.clear()
-    tasks = [asyncio.ensure_future(pool.connection_for(name, False)) for name in "abc"]
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert not any(t.done() for t in tasks), "nobody gets a connection before it started"
-    factory.gate.set()
-    conns = await asyncio.wait_for(asyncio.gather(*tasks), 1)
-    assert len(factory.made) == 1
-    assert all(fake(c) is factory.made[0] for c in conns)
-    assert factory.made[0].starts == 1
-    # later callers get the started connection at once, without another start
-    assert fake(await pool.connection_for("d", False)) is factory.made[0]
-    assert factory.made[0].starts == 1
-
-
-async def test_a_failed_start_fails_every_waiter_and_a_later_call_starts_afresh(
+async def test_accounts_get_their_connection_at_once_and_share_one_start(
     factory: FakeFactory,
 ) -> None:
     pool = ConnectionPool(api(), factory)  # type: ignore[arg-type]
-    factory.failures = 1
-    factory.gate.clear()
-    tasks = [asyncio.ensure_future(pool.connection_for(name, False)) for name in "ab"]
-    await asyncio.sleep(0)
-    factory.gate.set()
-    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 1)
-    assert all(isinstance(r, ConnectionRefusedError) for r in results)
+    factory.gate.clear()  # the connection cannot connect yet
+    conns = await asyncio.wait_for(
+        asyncio.gather(*(pool.connection_for(name, False) for name in "abc")), 1
+    )
     assert len(factory.made) == 1
-    assert pool.connections == []
+    assert all(fake(c) is factory.made[0] for c in conns)
+    factory.gate.set()
+    await asyncio.sleep(0)
+    assert factory.made[0].starts == 1
+    assert fake(await pool.connection_for("d", False)) is factory.made[0]
+    assert factory.made[0].starts == 1
+    assert pool.credentials_refused() is None
 
-    conn = await pool.connection_for("a", False)
-    assert len(factory.made) == 2 and fake(conn) is factory.made[1]
+
+async def test_refused_credentials_are_reported_and_a_later_call_starts_afresh(
+    factory: FakeFactory,
+) -> None:
+    pool = ConnectionPool(api(), factory)  # type: ignore[arg-type]
+    factory.refusals = 1
+    first = await pool.connection_for("a", False)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    refused = pool.credentials_refused()
+    assert refused is not None and refused.code == "CH_CLIENT_AUTH_FAILURE"
+    # a SIGHUP retry asks again: the closed connection is replaced by a fresh start
+    conn = await pool.connection_for("b", False)
+    assert conn is not first and fake(conn) is factory.made[1]
+    await asyncio.sleep(0)
     assert fake(conn).starts == 1
     assert pool.connections == [conn]
-    assert await pool.connection_for("b", False) is conn
+    assert pool.credentials_refused() is None
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_shared_start(factory: FakeFactory) -> None:
@@ -185,17 +189,18 @@ async def test_release_closes_a_connection_only_once_it_has_no_account(
     conn = await pool.connection_for("a", False)
     assert await pool.connection_for("b", False) is conn
     await pool.release("a")
-    assert fake(conn).closed == 0
+    assert conn.closed == 0  # type: ignore[attr-defined]
     assert pool.connections == [conn]
     await pool.release("b")
-    assert fake(conn).closed == 1
+    assert conn.closed == 1  # type: ignore[attr-defined]
     assert pool.connections == []
     await pool.release("b")  # unknown by now: nothing happens
     await pool.release("never-seen")
-    assert fake(conn).closed == 1
+    assert conn.closed == 1  # type: ignore[attr-defined]
     # the next account gets a fresh connection
     fresh = await pool.connection_for("c", False)
-    assert fresh is not conn and fake(fresh).starts == 1
+    await asyncio.sleep(0)
+    assert fresh is not conn and fresh.starts == 1  # type: ignore[attr-defined]
 
 
 async def test_close_closes_every_connection(factory: FakeFactory) -> None:

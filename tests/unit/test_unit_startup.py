@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from cmamd.accounts.session import AccountSession
 from cmamd.accounts.startup import ConnectionStartup, admission_capacity, startup_for
 from cmamd.accounts.tokens import TokenKeeper
 from cmamd.connection.errors import SendTimeout
-from cmamd.daemon.startup import accounts_not_ready, wait_until_settled
+from cmamd.daemon.account_status import not_ready, status_suffix
+from cmamd.daemon.startup import wait_until_settled
 from cmamd.protocol.errors import OpenApiError
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.state.store import StateStore
@@ -157,10 +159,14 @@ async def test_a_lost_authorisation_is_authorised_again(
 
 
 class _Session:
-    def __init__(self, name: str, status: str = "starting") -> None:
+    def __init__(
+        self, name: str, status: str = "starting", error: str | None = None, linked: bool = True
+    ) -> None:
         self.name = name
         self.status = status
+        self.error = error
         self.ready = asyncio.Event()
+        self.connection = SimpleNamespace(state="ready" if linked else "disconnected")
 
 
 async def test_the_start_up_wait_ends_when_every_account_is_ready_or_failed() -> None:
@@ -176,7 +182,8 @@ async def test_the_start_up_wait_ends_when_every_account_is_ready_or_failed() ->
     left = await wait_until_settled(lambda: sessions, stall_s=5)  # type: ignore[arg-type,return-value]
     await helper
     assert left == []
-    assert accounts_not_ready(sessions) == "failed: c"  # type: ignore[arg-type]
+    by_name = {x.name: x for x in sessions}
+    assert status_suffix(not_ready(by_name, by_name)) == "not ready: c (failed)"
 
 
 async def test_the_start_up_wait_gives_up_only_when_no_account_progresses() -> None:
@@ -184,7 +191,20 @@ async def test_the_start_up_wait_gives_up_only_when_no_account_progresses() -> N
     started = time.monotonic()
     left = await wait_until_settled(lambda: sessions, stall_s=0.3)  # type: ignore[arg-type,return-value]
     assert left == ["a", "b"] and time.monotonic() - started >= 0.3
-    assert accounts_not_ready(sessions) == "not ready: a, b"  # type: ignore[arg-type]
+    by_name = {x.name: x for x in sessions}
+    assert status_suffix(not_ready(by_name, by_name)) == "not ready: a (starting), b (starting)"
+
+
+async def test_an_account_that_cannot_reach_the_server_does_not_hold_ready_back() -> None:
+    # it failed visibly (named in STATUS with its reason) and retries in the background
+    down = _Session("a", status="reauthorising", error="start-up failed: refused", linked=False)
+    started = time.monotonic()
+    left = await wait_until_settled(lambda: [down], stall_s=5)  # type: ignore[arg-type,return-value]
+    assert left == [] and time.monotonic() - started < 1
+    # with its connection up, a failed first try is waited for: it comes up at the budget's pace
+    slow = _Session("b", status="reauthorising", error="start-up failed: SendTimeout")
+    left = await wait_until_settled(lambda: [slow], stall_s=0.2)  # type: ignore[arg-type,return-value]
+    assert left == ["b"]
 
 
 async def test_periodic_pnl_refreshes_are_admitted_like_start_up_work(
