@@ -199,11 +199,13 @@ async def test_an_account_that_cannot_reach_the_server_does_not_hold_ready_back(
     # it failed visibly (named in STATUS with its reason) and retries in the background
     down = _Session("a", status="reauthorising", error="start-up failed: refused", linked=False)
     started = time.monotonic()
-    left = await wait_until_settled(lambda: [down], stall_s=5)  # type: ignore[arg-type,return-value]
+    unreachable = [down]
+    left = await wait_until_settled(lambda: unreachable, stall_s=5)  # type: ignore[arg-type,return-value]
     assert left == [] and time.monotonic() - started < 1
     # with its connection up, a failed first try is waited for: it comes up at the budget's pace
     slow = _Session("b", status="reauthorising", error="start-up failed: SendTimeout")
-    left = await wait_until_settled(lambda: [slow], stall_s=0.2)  # type: ignore[arg-type,return-value]
+    linked = [slow]
+    left = await wait_until_settled(lambda: linked, stall_s=0.2)  # type: ignore[arg-type,return-value]
     assert left == ["b"]
 
 
