@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from cmamd.demo import verdict
 from cmamd.demo.verdict import Expected, MasterTrade, compare, expected_copy
 from cmamd.sim.config import SymbolConfig
 from cmamd.sim.snapshots import Position, Side
@@ -106,3 +109,19 @@ def test_compare_names_each_difference() -> None:
         f"volume {LOT} != {2 * LOT}",
     ]
     assert compare(want, [], {1: "EURUSD"}) == ["expected one copy, found 0"]
+
+
+def test_the_verdict_imports_nothing_of_the_copier() -> None:
+    source = Path(verdict.__file__).read_text()
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    from_cmamd = {name for name in imported if name.split(".")[0] == "cmamd"}
+    assert from_cmamd and all(name.startswith("cmamd.sim.") for name in from_cmamd), from_cmamd
