@@ -12,8 +12,7 @@ from typing import Any
 
 import yaml
 
-from cmamd.accounts.model import OrderKind, Position, Side
-from cmamd.config.rules import Destination
+from cmamd.accounts.model import OrderKind, Side
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
 from cmamd.demo.master import MasterTrader
@@ -22,6 +21,7 @@ from cmamd.demo.view import DemoView, describe_position
 from cmamd.item_keys import order_key, position_key
 from cmamd.replication.labels import label
 from cmamd.sim import SimConfig, SimServer
+from cmamd.sim.snapshots import Position
 
 MASTER = "master"
 FOLLOWERS: dict[str, dict[str, Any]] = {
@@ -119,11 +119,15 @@ async def master_script(world: DemoWorld) -> None:
     await world.settle()
 
 
-def final_book(world: DemoWorld, rules: dict[str, Destination]) -> list[str]:
-    """Print master and followers side by side; return the problems found (empty = pass)."""
+def final_book(world: DemoWorld) -> list[str]:
+    """Print master and followers side by side; return the problems found (empty = pass).
+
+    Judged from the rules as the demo wrote them and the simulator's own symbols, never
+    from the daemon's parsed config or symbol tables (see verdict.py).
+    """
     broker = world.sim.broker
     master_positions = broker.positions(world.ids[MASTER])
-    master_specs = world.master.symbols
+    master_specs = {s.name: s for s in broker.symbols(world.ids[MASTER])}
     problems: list[str] = []
     columns: list[tuple[str, list[str]]] = [
         (
@@ -134,16 +138,16 @@ def final_book(world: DemoWorld, rules: dict[str, Destination]) -> list[str]:
             ],
         )
     ]
-    for follower, dest in rules.items():
+    for follower, rule in FOLLOWERS.items():
         account = world.ids[follower]
         positions = broker.positions(account)
-        specs = {s.name: s for s in _specs(world, account)}
+        specs = {s.name: s for s in broker.symbols(account)}
         names = {s.symbol_id: s.name for s in specs.values()}
         cells: list[str] = []
         claimed: set[int] = set()
         for master_position in master_positions:
             trade = world.trades[master_position.position_id]
-            expected = expected_copy(dest, trade, master_position, master_specs, specs)
+            expected = expected_copy(follower, rule, trade, master_position, master_specs, specs)
             if isinstance(expected, str):
                 cells.append(f"(not copied: {expected})")
                 continue
@@ -180,11 +184,6 @@ def _copies(position: Position, master_id: int, trade: MasterTrade) -> bool:
 
 def _name(specs: dict[str, Any], symbol_id: int) -> str:
     return next((n for n, s in specs.items() if s.symbol_id == symbol_id), "")
-
-
-def _specs(world: DemoWorld, account_id: int) -> list[Any]:
-    session = next(s for s in world.daemon.sessions.values() if s.account_id == account_id)
-    return list(session.state.symbols_by_id.values())
 
 
 async def run_demo(*, keep: bool = False, state_dir: str | None = None) -> int:
@@ -224,9 +223,7 @@ async def run_demo(*, keep: bool = False, state_dir: str | None = None) -> int:
             world = DemoWorld(sim, daemon, master, ids, view, {})
             try:
                 await master_script(world)
-                assert daemon.config is not None  # loaded before daemon.started was set
-                rules = {d.account: d for d in daemon.config.copy_rules[0].destinations}
-                problems = final_book(world, rules)
+                problems = final_book(world)
                 latencies = sorted(view.latencies)
                 if latencies:
                     p50 = latencies[len(latencies) // 2]

@@ -1,19 +1,21 @@
 """What each follower should hold after the demo, computed from the rules, and the check.
 
-Independent of the planner: it sizes each master position from the rule with the pure
-sizing functions and compares with what the simulated broker reports.
+Deliberately shares no code with the copier: it reads the demo's rules as written (the
+plain dicts of ``run.FOLLOWERS``), the symbols as the simulated broker lists them, and does
+its own small arithmetic in exact fractions, so a bug in the daemon's sizing or mapping
+cannot make the verdict agree with it. It covers only what the demo's rules use:
+``multiplier`` and ``equity_ratio`` volumes, an ``add_suffix`` symbol mapping, ``reverse``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
+from typing import Any
 
-from cmamd.accounts.model import Position, Side, SymbolSpec
-from cmamd.config.rules import Destination
-from cmamd.replication.intents import Skip
-from cmamd.replication.mapping import map_symbol
-from cmamd.replication.sizing import SizingContext, scale_volume, size_volume
+from cmamd.sim.config import SymbolConfig
+from cmamd.sim.snapshots import Position, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,37 +40,60 @@ class Expected:
 
 
 def expected_copy(
-    dest: Destination,
+    follower: str,
+    rule: dict[str, Any],
     trade: MasterTrade,
     master_now: Position,
-    master_specs: dict[str, SymbolSpec],
-    follower_specs: dict[str, SymbolSpec],
+    master_symbols: dict[str, SymbolConfig],
+    follower_symbols: dict[str, SymbolConfig],
 ) -> Expected | str:
-    """The copy ``dest`` prescribes for a master position, or why there is none."""
-    spec = map_symbol(dest.symbols, trade.symbol, follower_specs)
-    if isinstance(spec, Skip):
-        return spec.reason
-    equity = trade.follower_equity[dest.account]
-    ctx = SizingContext(
-        master_balance=trade.master_equity,
-        master_equity=trade.master_equity,
-        follower_balance=equity,
-        follower_equity=equity,
-        entry_price=trade.position.entry_price,
-        stop_loss=trade.position.stop_loss,
-        quote_to_deposit=Decimal(1),
+    """The copy ``rule`` prescribes for a master position, or why there is none."""
+    name = trade.symbol + rule.get("symbols", {}).get("add_suffix", "")
+    symbol = follower_symbols.get(name)
+    if symbol is None:
+        return f"the follower's broker has no {name}"
+    lots = follower_lots(rule["volume"], trade, follower, master_symbols[trade.symbol])
+    if isinstance(lots, str):
+        return lots
+    opened = down_to_step(lots * symbol.lot_size, symbol)
+    if opened < symbol.min_volume:
+        return f"{float(lots)} lots is below the minimum of {name}"
+    volume = opened
+    if master_now.volume != trade.opened_volume:  # partly closed: keep the same proportion
+        volume = down_to_step(Fraction(opened * master_now.volume, trade.opened_volume), symbol)
+        if volume < symbol.min_volume:
+            return f"the remainder of {name} is below its minimum, so it was closed"
+    reverse = bool(rule.get("reverse", False))
+    side = master_now.side
+    stop_loss, take_profit = master_now.stop_loss, master_now.take_profit
+    if reverse:
+        side = Side.SELL if side is Side.BUY else Side.BUY
+        stop_loss, take_profit = take_profit, stop_loss
+    if not rule.get("copy_sl_tp", True):
+        stop_loss = take_profit = None
+    return Expected(name, side, volume, stop_loss, take_profit)
+
+
+def follower_lots(
+    volume_rule: dict[str, Any], trade: MasterTrade, follower: str, master_symbol: SymbolConfig
+) -> Fraction | str:
+    master_lots = Fraction(trade.opened_volume, master_symbol.lot_size)
+    value = Fraction(str(volume_rule["value"]))
+    mode = volume_rule["mode"]
+    if mode == "multiplier":
+        return master_lots * value
+    if mode == "equity_ratio":
+        ratio = Fraction(trade.follower_equity[follower]) / Fraction(trade.master_equity)
+        return master_lots * ratio * value
+    return f"the demo's verdict does not model volume mode {mode!r}"
+
+
+def down_to_step(volume: Fraction | int, symbol: SymbolConfig) -> int:
+    """The largest multiple of the symbol's step not above ``volume``, within its maximum."""
+    steps = int(volume // symbol.step_volume)  # floor: a copy is never bigger than asked
+    return min(
+        steps * symbol.step_volume, symbol.max_volume - symbol.max_volume % symbol.step_volume
     )
-    initial = size_volume(dest.volume, trade.opened_volume, master_specs[trade.symbol], spec, ctx)
-    if isinstance(initial, Skip):
-        return initial.reason
-    volume = scale_volume(initial, trade.opened_volume, master_now.volume, spec)
-    side = master_now.side.opposite if dest.reverse else master_now.side
-    sl, tp = master_now.stop_loss, master_now.take_profit
-    if dest.reverse:
-        sl, tp = tp, sl
-    if not dest.copy_sl_tp:
-        sl = tp = None
-    return Expected(spec.name, side, volume, sl, tp)
 
 
 def compare(expected: Expected, actual: list[Position], names: dict[int, str]) -> list[str]:

@@ -6,9 +6,10 @@ import sys
 import time
 from typing import TextIO
 
-from cmamd.accounts.model import Position, SymbolSpec
 from cmamd.protocol import units
 from cmamd.replication.executor import CopyReport
+from cmamd.sim.config import SymbolConfig
+from cmamd.sim.snapshots import Position
 
 
 class DemoView:
@@ -47,7 +48,7 @@ class DemoView:
             self.line("  " + "".join(f"{cell:<{width}}" for cell in cells))
 
 
-def describe_position(position: Position, spec: SymbolSpec | None) -> str:
+def describe_position(position: Position, spec: SymbolConfig | None) -> str:
     name = spec.name if spec else str(position.symbol_id)
     if spec is None:
         return f"{name} {position.side.value} {position.volume} cents"

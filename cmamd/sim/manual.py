@@ -11,11 +11,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TypeVar, cast
 
-from cmamd.accounts.convert import SIDE_TO_PB
-from cmamd.accounts.model import OrderKind, Side
 from cmamd.protocol.errors import OrderError
 from cmamd.protocol.proto import messages_pb2, model_pb2
 from cmamd.sim.broker import AccountEvent, Broker
+from cmamd.sim.snapshots import OrderKind, Side
 from cmamd.sim.validation import Rejected
 
 R = TypeVar("R")
@@ -47,7 +46,7 @@ class ManualTrading:
             ctidTraderAccountId=account_id,
             symbolId=self.broker.symbol_named(account_id, symbol).symbol_id,
             orderType=model_pb2.MARKET,
-            tradeSide=SIDE_TO_PB[Side(side)],
+            tradeSide=Side(side).wire,
             volume=volume,
             label=label,
             comment=comment,
@@ -84,7 +83,7 @@ class ManualTrading:
             ctidTraderAccountId=account_id,
             symbolId=self.broker.symbol_named(account_id, symbol).symbol_id,
             orderType=order_type,
-            tradeSide=SIDE_TO_PB[Side(side)],
+            tradeSide=Side(side).wire,
             volume=volume,
             label=label,
             comment=comment,

@@ -12,9 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cmamd.accounts.model import Quote
 from cmamd.protocol.units import round_price
 from cmamd.sim.config import BrokerConfig, SymbolConfig, TradingMode
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    bid: float
+    ask: float
 
 
 @dataclass(frozen=True, slots=True)

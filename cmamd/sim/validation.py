@@ -6,10 +6,10 @@ the symbol's digits, stops on the wrong side and volumes off the step are all re
 
 from __future__ import annotations
 
-from cmamd.accounts.model import Quote
 from cmamd.protocol.proto import messages_pb2, model_pb2
 from cmamd.protocol.units import round_price
 from cmamd.sim.config import AccessRights, SymbolConfig
+from cmamd.sim.market import Quote
 
 MAX_LABEL = 100
 MAX_CLIENT_ORDER_ID = 50

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from cmamd.accounts.convert import ORDER_KINDS, SIDES
-from cmamd.accounts.model import AccountKind, PendingOrder, Position, TraderInfo
 from cmamd.protocol.proto import messages_pb2, model_pb2
 from cmamd.protocol.units import money
 from cmamd.sim.config import SymbolConfig
@@ -21,6 +19,7 @@ from cmamd.sim.protos import (
     trader_proto,
 )
 from cmamd.sim.records import SimAccount, SimOrder, SimPosition
+from cmamd.sim.snapshots import AccountKind, OrderKind, PendingOrder, Position, Side, TraderInfo
 from cmamd.sim.validation import Rejected, RequestError
 
 
@@ -37,7 +36,7 @@ class BrokerViews:
         self._fills = fills
         self._asset_ids = asset_ids
 
-    # --- for assertions (domain models) -----------------------------------------------
+    # --- for assertions (snapshots) -------------------------------------------------
 
     def account_ids(self) -> list[int]:
         return list(self._accounts)
@@ -230,7 +229,7 @@ def _position(position: SimPosition) -> Position:
     return Position(
         position_id=position.position_id,
         symbol_id=position.symbol_id,
-        side=SIDES[position.side],
+        side=Side.from_wire(position.side),
         volume=position.volume,
         entry_price=position.price,
         stop_loss=position.stop_loss,
@@ -246,8 +245,8 @@ def _order(order: SimOrder) -> PendingOrder:
     return PendingOrder(
         order_id=order.order_id,
         symbol_id=order.symbol_id,
-        side=SIDES[order.side],
-        kind=ORDER_KINDS[order.order_type],
+        side=Side.from_wire(order.side),
+        kind=OrderKind.from_wire(order.order_type),
         volume=order.volume,
         limit_price=order.limit_price,
         stop_price=order.stop_price,

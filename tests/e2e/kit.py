@@ -19,11 +19,11 @@ from typing import Any
 import yaml
 from polling import reached, wait_until
 
-from cmamd.accounts.model import Position
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
 from cmamd.sim import SimServer
+from cmamd.sim.snapshots import Position
 
 ROOT = Path(__file__).resolve().parents[2]
 

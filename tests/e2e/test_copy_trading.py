@@ -13,7 +13,7 @@ from cmamd.accounts.model import OrderKind, Side
 from cmamd.demo.master import MasterTrader
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
-from cmamd.sim import SimServer
+from cmamd.sim import SimServer, snapshots
 
 from .kit import InProcessDaemon, eventually
 
@@ -137,9 +137,9 @@ async def test_pending_orders_placed_amended_cancelled_expired_and_filled(
     order = await master.pending("US500", Side.BUY, OrderKind.LIMIT, "1.0", 5150.00)
     await daemon.settle()
     for account, kind, side in (
-        ("follower-hedged", OrderKind.LIMIT, Side.BUY),
-        ("follower-suffix", OrderKind.LIMIT, Side.BUY),
-        ("follower-netted", OrderKind.STOP, Side.SELL),
+        ("follower-hedged", snapshots.OrderKind.LIMIT, snapshots.Side.BUY),
+        ("follower-suffix", snapshots.OrderKind.LIMIT, snapshots.Side.BUY),
+        ("follower-netted", snapshots.OrderKind.STOP, snapshots.Side.SELL),
     ):
         (copy,) = sim.broker.orders(ids[account])
         assert (copy.kind, copy.side, copy.label) == (kind, side, label(ids["master"], f"o{order}"))

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from google.protobuf.message import Message
 
-from cmamd.accounts.model import Side
 from cmamd.protocol import codec
 from cmamd.protocol.proto import messages_pb2, model_pb2
 from cmamd.sim import AccountEvent, Broker, Market, Rejected, SimConfig
+from cmamd.sim.snapshots import Side
 
 m = messages_pb2
 MASTER = 3_101_001
