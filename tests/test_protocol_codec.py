@@ -22,7 +22,7 @@ def test_generated_modules_are_current() -> None:
 
 
 def test_heartbeat_bytes_match_the_documented_frame() -> None:
-    # FACTS §1: a TCP heartbeat is 00 00 00 02 08 33, i.e. envelope bytes 08 33.
+    # docs/protocol.md §1: a TCP heartbeat is 00 00 00 02 08 33, i.e. envelope bytes 08 33.
     assert codec.encode(common_pb2.ProtoHeartbeatEvent()) == bytes([0x08, 0x33])
 
 

@@ -37,8 +37,8 @@ from cmamd.config.rules import CopyRule
 from cmamd.config.secrets import LoadContext, anchor_path, check_credential_name, resolve_secret
 
 DEFAULT_STATE_DIR = Path("/var/lib/cmamd")
-MAX_RPS = 50  # FACTS §8: 50 non-historical requests per second per connection
-MAX_HEARTBEAT_S = 10.0  # FACTS §3: send a heartbeat at least every 10 s
+MAX_RPS = 50  # docs/protocol.md §8: 50 non-historical requests per second per connection
+MAX_HEARTBEAT_S = 10.0  # docs/protocol.md §3: send a heartbeat at least every 10 s
 CTRADER_JSON_PORT = 5036
 MAX_SILENCE_TIMEOUT_S = 300.0  # a dead link noticed after 5 minutes at worst
 
@@ -122,7 +122,7 @@ class ApiConfig(Section):
     client_secret_credential: CredentialName | None = None
     client_secret: SecretStr | None = None
     redirect_uri: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8765/callback"
-    # OAuth endpoints of `cmamd auth` (FACTS §2); tests point them at the simulator
+    # OAuth endpoints of `cmamd auth` (docs/protocol.md §2); tests point them at the simulator
     auth_url: Annotated[str, AfterValidator(_oauth_url)] = "https://openapi.ctrader.com/apps/auth"
     token_url: Annotated[str, AfterValidator(_oauth_url)] = "https://openapi.ctrader.com/apps/token"
     live_host: Host = "live.ctraderapi.com"

@@ -1,8 +1,8 @@
 """Keeping one link alive, and noticing when it is not.
 
-The server drops clients that send nothing for a while (FACTS §3: a heartbeat at least every
-10 s), so a heartbeat goes out after half the configured interval of send silence: the gap
-between two frames stays well under the interval even with timer jitter.
+The server drops clients that send nothing for a while (docs/protocol.md §3: a heartbeat at
+least every 10 s), so a heartbeat goes out after half the configured interval of send
+silence: the gap between two frames stays well under the interval even with timer jitter.
 
 In the other direction, a link that received nothing for ``silence_timeout_s`` is dead. The
 server's own heartbeat rate is undocumented, so after half that time a cheap request

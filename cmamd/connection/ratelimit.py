@@ -1,7 +1,7 @@
 """Per-connection request budget: never more than ``max_rps`` requests in any rolling second.
 
-The Open API allows 50 requests per second per connection (FACTS §8) and answers excess with
-``REQUEST_FREQUENCY_EXCEEDED``. Requests over budget wait here instead of failing, released
+The Open API allows 50 requests per second per connection (docs/protocol.md §8) and answers
+excess with ``REQUEST_FREQUENCY_EXCEEDED``. Requests over budget wait here instead of failing, released
 in priority order (lower value first, FIFO within a priority) so that closing a position
 never queues behind a burst of new orders or P&L refreshes.
 

@@ -1,4 +1,4 @@
-"""Token refresh over the Open API connection (``ProtoOARefreshTokenReq``, FACTS §3).
+"""Token refresh over the Open API connection (``ProtoOARefreshTokenReq``, docs/protocol.md §3).
 
 The refresh token is single-use: once the server answers, the old one is dead. The caller
 must persist the new pair before using it. If the request ends in ``OutcomeUnknown`` the

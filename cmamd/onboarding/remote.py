@@ -23,7 +23,7 @@ from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 
-# What an application-auth refusal means, for the user (FACTS §3, §7).
+# What an application-auth refusal means, for the user (docs/protocol.md §3, §7).
 _APP_AUTH_MEANING = {
     "CH_CLIENT_AUTH_FAILURE": (
         "wrong client id or secret, or the application is not active yet (Spotware "

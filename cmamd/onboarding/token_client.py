@@ -1,4 +1,4 @@
-"""The OAuth token endpoint (FACTS §2): a GET with query parameters, a JSON reply.
+"""The OAuth token endpoint (docs/protocol.md §2): a GET with query parameters, a JSON reply.
 
 The endpoint answers a refusal with HTTP 200 and ``errorCode`` set, so the status alone says
 nothing: every reply is checked for ``errorCode`` and for the fields a pair needs. TLS is

@@ -2,7 +2,7 @@
 
 Prices are real prices already rounded to the follower symbol's digits; volumes are in cents
 and valid for the follower symbol; relative stop distances are integers in 1/100000 of a
-price unit (FACTS §5-6). ``reduces_risk`` lets the executor send closes, cancels and
+price unit (docs/protocol.md §5-6). ``reduces_risk`` lets the executor send closes, cancels and
 protection changes before anything that adds exposure; it is decided in one exhaustive
 ``match`` (each intent's property only reads it), so that mypy names it when a new intent
 is added to ``Intent`` and not to it.

@@ -5,7 +5,7 @@ produces, in order, each tagged with its account (``AccountEvent``); a refused r
 ``Rejected``. The server sends the first event to the requester with its clientMsgId and
 every event to every connection where the account is authorised.
 
-Event sequences (FACTS §6): a market order gives ORDER_ACCEPTED (executedVolume 0, no
+Event sequences (docs/protocol.md §6): a market order gives ORDER_ACCEPTED (executedVolume 0, no
 position) then ORDER_FILLED (position snapshot, deal); a pending order gives ORDER_ACCEPTED
 with an empty CREATED position, later ORDER_REPLACED / ORDER_CANCELLED / ORDER_EXPIRED or
 ORDER_FILLED when the price crosses; a close gives ORDER_ACCEPTED and ORDER_FILLED of a
@@ -159,7 +159,8 @@ class Broker(EngineBase):
     def amend_position_sltp(
         self, request: messages_pb2.ProtoOAAmendPositionSLTPReq
     ) -> list[AccountEvent]:
-        """Replaces both stops: an omitted stopLoss or takeProfit removes it (FACTS §6)."""
+        """Replaces both stops: an omitted stopLoss or takeProfit removes it
+        (docs/protocol.md §6)."""
         account = self._account(request.ctidTraderAccountId)
         position = self._position_or_reject(account, request.positionId)
         symbol = self._symbol_or_reject(account, position.symbol_id)

@@ -1,4 +1,4 @@
-"""Answers to each request type, after the session gates (FACTS §3).
+"""Answers to each request type, after the session gates (docs/protocol.md §3).
 
 A handler never sends: it fills an ``Exchange`` with (connection, message) pairs in order,
 and the server delivers them, giving the requester's first message the clientMsgId.

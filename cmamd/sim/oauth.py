@@ -1,4 +1,5 @@
-"""The simulator's HTTP side: the OAuth authorisation page and the token endpoint (FACTS §2).
+"""The simulator's HTTP side: the OAuth authorisation page and the token endpoint
+(docs/protocol.md §2).
 
 Written from the protocol facts alone, on purpose sharing no code with the daemon's own
 onboarding client, so that a misreading there cannot hide behind the same misreading here.
@@ -273,7 +274,7 @@ def _pair(access: str, refresh: str, ttl_s: float) -> bytes:
 
 
 def _error(code: str, description: str) -> bytes:
-    # The real endpoint answers refusals with HTTP 200 and errorCode set (FACTS §2).
+    # The real endpoint answers refusals with HTTP 200 and errorCode set (docs/protocol.md §2).
     body = {"errorCode": code, "description": description}
     return _response(200, "application/json", json.dumps(body).encode())
 

@@ -126,7 +126,7 @@ class FramePipeline:
 
     def _admit(self, session: Session, payload_type: int, client_msg_id: str | None) -> bool:
         """Rate limits: at most ``max_rps`` admitted requests in any rolling second, of which
-        at most ``max_historical_rps`` historical ones (FACTS §8)."""
+        at most ``max_historical_rps`` historical ones (docs/protocol.md §8)."""
         now = self._monotonic()
         historical = payload_type in HISTORICAL_PAYLOAD_TYPES
         windows = [(session.admitted, self._config.max_rps)]

@@ -1,8 +1,8 @@
 """OAuth tokens of each cTrader ID: validation, single-use refresh, revocation, expiry.
 
 One access token authorises every account of its cTID. Refreshing issues a new pair and kills
-both old tokens (the refresh token is single-use, FACTS §2). Tokens are fake credentials of a
-local simulator; they are still never logged.
+both old tokens (the refresh token is single-use, docs/protocol.md §2). Tokens are fake
+credentials of a local simulator; they are still never logged.
 """
 
 from __future__ import annotations

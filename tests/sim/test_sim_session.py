@@ -1,4 +1,5 @@
-"""Session flow over real sockets: application auth, account auth, tokens, gates (FACTS §3)."""
+"""Session flow over real sockets: application auth, account auth, tokens, gates
+(docs/protocol.md §3)."""
 
 from __future__ import annotations
 
