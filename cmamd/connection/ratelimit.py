@@ -1,9 +1,9 @@
 """Per-connection request budget: never more than ``max_rps`` requests in any rolling second.
 
 The Open API allows 50 requests per second per connection (docs/protocol.md §8) and answers
-excess with ``REQUEST_FREQUENCY_EXCEEDED``. Requests over budget wait here instead of failing, released
-in priority order (lower value first, FIFO within a priority) so that closing a position
-never queues behind a burst of new orders or P&L refreshes.
+excess with ``REQUEST_FREQUENCY_EXCEEDED``. Requests over budget wait here instead of
+failing, released in priority order (lower value first, FIFO within a priority) so that
+closing a position never queues behind a burst of new orders or P&L refreshes.
 
 The budget is a sliding log of the moments frames were *written*, not granted: a burst of
 grants leaves the socket one frame after another, and counting grant times would let the
