@@ -17,6 +17,13 @@ from cmamd.config.diff import fingerprint_of
 from cmamd.config.rules import CopyMode, Destination
 from cmamd.state.store import StateStore
 
+EQUITY_STOP_PREFIX = "equity-stop:"
+
+
+def equity_stop_key(dest_id: str) -> str:
+    """The store's meta key of a destination's equity-stop latch."""
+    return f"{EQUITY_STOP_PREFIX}{dest_id}"
+
 
 def copying_since_ms(store: StateStore, dest_id: str, dest: Destination, now_ms: int) -> int:
     """When the destination (re)started copying new master trades."""
@@ -41,7 +48,7 @@ def equity_stop_latched(store: StateStore, dest_id: str, dest: Destination) -> b
     """Whether the destination's equity stop has tripped and not been re-armed."""
     if dest.equity_stop is None:
         return False
-    stored = store.get_meta(f"equity-stop:{dest_id}")
+    stored = store.get_meta(equity_stop_key(dest_id))
     if not stored:
         return False
     if stored == fingerprint_of(dest.equity_stop):
@@ -56,4 +63,4 @@ def equity_stop_latched(store: StateStore, dest_id: str, dest: Destination) -> b
 
 def latch_equity_stop(store: StateStore, dest_id: str, dest: Destination) -> None:
     if dest.equity_stop is not None:
-        store.set_meta(f"equity-stop:{dest_id}", fingerprint_of(dest.equity_stop))
+        store.set_meta(equity_stop_key(dest_id), fingerprint_of(dest.equity_stop))

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from cmamd.config.diff import fingerprint_of
 from cmamd.config.models import Config
 from cmamd.config.rules import Destination
-
-EQUITY_STOP_PREFIX = "equity-stop:"
+from cmamd.daemon.dest_marks import equity_stop_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +26,7 @@ class DestinationFacts:
 
     @property
     def equity_stop_key(self) -> str:
-        return f"{EQUITY_STOP_PREFIX}{self.dest_id}"
+        return equity_stop_key(self.dest_id)
 
 
 def destination_facts(config: Config) -> list[DestinationFacts]:

@@ -36,7 +36,8 @@ from cmamd.config.rules import VolumeMode
 from cmamd.control.hub import OperatorHub
 from cmamd.daemon import dest_marks, reload_status
 from cmamd.daemon.account_status import not_ready, status_suffix
-from cmamd.daemon.destinations import EQUITY_STOP_PREFIX, FactsCache
+from cmamd.daemon.dest_marks import EQUITY_STOP_PREFIX
+from cmamd.daemon.destinations import FactsCache
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
 from cmamd.daemon.startup import wait_until_settled
