@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import world
-from bench.procs import DaemonProcess, SimProcess
+from bench.procs import SimProcess, daemon_for
 from cmamd.accounts.model import Side
 
 SYMBOL = "EURUSD"
@@ -46,18 +46,7 @@ async def run_case(followers: int, connections: int, trades: int) -> dict[str, A
         sim = await SimProcess.start(followers, tmp, frames=frames_path)
         described = sim.described
         try:
-            config = world.write_config(
-                tmp / "config.yaml",
-                world.daemon_config(
-                    described,
-                    described["port"],
-                    tmp / "state",
-                    tmp / "client_secret",
-                    followers,
-                    connections=connections,
-                ),
-            )
-            daemon = DaemonProcess(config, tmp / "daemon.log")
+            daemon = daemon_for(sim, tmp, followers, connections)
             await daemon.start(timeout=600)
             master = await world.connect_master(described["url"], described)
             settle = _settle_s(followers, connections)

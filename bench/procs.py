@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import world
+
 REPO = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -141,3 +143,21 @@ class DaemonProcess:
         finally:
             self._notify.close()
             self._notify_path.unlink(missing_ok=True)
+
+
+def daemon_for(sim: SimProcess, tmp: Path, followers: int, connections: int) -> DaemonProcess:
+    """A daemon process (not started yet) copying ``sim``'s master onto ``followers``
+    followers over ``connections`` connections, with its config and state under ``tmp``."""
+    described = sim.described
+    config = world.write_config(
+        tmp / "config.yaml",
+        world.daemon_config(
+            described,
+            described["port"],
+            tmp / "state",
+            tmp / "client_secret",
+            followers,
+            connections=connections,
+        ),
+    )
+    return DaemonProcess(config, tmp / "daemon.log")

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import world
-from bench.procs import DaemonProcess, SimProcess, cpu_seconds, rss_mib
+from bench.procs import SimProcess, cpu_seconds, daemon_for, rss_mib
 
 MAX_RPS = 50
 
@@ -29,20 +28,8 @@ async def run_case(accounts: int, connections: int, idle_s: float) -> dict[str, 
         tmp = Path(tmp_name)
         frames_path = tmp / "frames.json"
         sim = await SimProcess.start(followers, tmp, frames=frames_path)
-        described = sim.described
         try:
-            config = world.write_config(
-                tmp / "config.yaml",
-                world.daemon_config(
-                    described,
-                    described["port"],
-                    tmp / "state",
-                    tmp / "client_secret",
-                    followers,
-                    connections=connections,
-                ),
-            )
-            daemon = DaemonProcess(config, tmp / "daemon.log")
+            daemon = daemon_for(sim, tmp, followers, connections)
             startup_s = await daemon.start(timeout=600)
             rss = rss_mib(daemon.pid)
             c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
