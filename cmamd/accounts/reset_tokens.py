@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from cmamd.accounts.tokens import bootstrap_pair
+from cmamd.accounts.token_keeper import bootstrap_pair
 from cmamd.config.check import DEFAULT_PATH
 from cmamd.config.loader import ConfigError, load_config
 from cmamd.state.store import StateStore, wall_clock_ms

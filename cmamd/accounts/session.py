@@ -25,7 +25,7 @@ from cmamd.accounts.model import AccountState, Quote, SymbolSpec
 from cmamd.accounts.startup import startup_for
 from cmamd.accounts.supervision import RetryPacing, report_task_end
 from cmamd.accounts.symbol_reloads import SymbolReloads
-from cmamd.accounts.tokens import NewTokens, TokenError, TokenKeeper, same_pair
+from cmamd.accounts.token_keeper import NewTokens, TokenError, TokenKeeper, same_pair
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
 from cmamd.connection.errors import RequestNotSent
 from cmamd.connection.ratelimit import Priority

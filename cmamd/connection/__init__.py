@@ -4,7 +4,7 @@ from cmamd.connection.backoff import Backoff
 from cmamd.connection.client import OpenApiConnection
 from cmamd.connection.errors import ConnectionClosedError, RequestNotSent, SendTimeout
 from cmamd.connection.ratelimit import Clock, Priority, RequestThrottle, SystemClock
-from cmamd.connection.tokens import TokenPair, refresh_tokens
+from cmamd.connection.token_refresh import TokenPair, refresh_tokens
 
 __all__ = [
     "Backoff",

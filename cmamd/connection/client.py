@@ -29,9 +29,9 @@ from cmamd.connection.endpoint import (
 from cmamd.connection.errors import ConnectionClosedError
 from cmamd.connection.garbage import GarbageMeter
 from cmamd.connection.keepalive import keep_alive
-from cmamd.connection.link import Link, authenticate_app, decode_frame
+from cmamd.connection.open_socket import OpenSocket, authenticate_app, decode_frame
 from cmamd.connection.ratelimit import Clock, Priority, RequestThrottle, SystemClock
-from cmamd.connection.requests import RequestSender, enter_hook_context
+from cmamd.connection.sender import RequestSender, enter_hook_context
 from cmamd.connection.state import (
     CLOSED,
     CONNECTED,
@@ -40,7 +40,7 @@ from cmamd.connection.state import (
     ConnectionState,
     StateListener,
 )
-from cmamd.connection.tokens import TokenPair, refresh_tokens
+from cmamd.connection.token_refresh import TokenPair, refresh_tokens
 from cmamd.log_limits import LimitedLog
 from cmamd.protocol.codec import ProtocolError
 from cmamd.protocol.errors import APPLICATION_AUTH_CODES, OpenApiError, OutcomeUnknown
@@ -267,7 +267,7 @@ class OpenApiConnection:
         self._log.warning("reconnecting", reason=reason, in_s=round(delay, 3))
         await self._clock.sleep(delay)
 
-    async def _open_link(self) -> Link:
+    async def _open_link(self) -> OpenSocket:
         self._log.info("connecting", url=self._endpoint.url)
         ws = await open_socket(self._endpoint, self._ssl, self._request_timeout_s)
         try:
@@ -286,11 +286,13 @@ class OpenApiConnection:
             await ws.close()
             raise
         now = self._clock.monotonic()
-        link = Link(ws, next(self._generations), opened_at=now, last_sent=now, last_received=now)
+        link = OpenSocket(
+            ws, next(self._generations), opened_at=now, last_sent=now, last_received=now
+        )
         self._log.info("application authenticated", link=link.generation)
         return link
 
-    async def _run_session(self, link: Link) -> None:
+    async def _run_session(self, link: OpenSocket) -> None:
         self._state.set_link(link)
         self._state.set(CONNECTED)
         reader = asyncio.create_task(self._read(link), name=f"openapi-{self.name}-reader")
@@ -319,7 +321,7 @@ class OpenApiConnection:
         finally:
             await self._end_link(link, (reader, watchdog, closing, hooks))
 
-    async def _end_link(self, link: Link, tasks: tuple[asyncio.Task[None], ...]) -> None:
+    async def _end_link(self, link: OpenSocket, tasks: tuple[asyncio.Task[None], ...]) -> None:
         link.alive = False
         if self._state.link is link:
             self._state.set_link(None)
@@ -341,7 +343,7 @@ class OpenApiConnection:
             link.ws.transport.abort()
         await link.ws.close()
 
-    async def _watch_closing(self, link: Link) -> None:
+    async def _watch_closing(self, link: OpenSocket) -> None:
         """End the link as soon as its closing handshake begins (see WatchedConnection)."""
         if isinstance(link.ws, WatchedConnection):
             await link.ws.closing_started.wait()
@@ -351,7 +353,7 @@ class OpenApiConnection:
         self._state.notify()
         self._log.warning("link closing", code=link.ws.close_code)
 
-    async def _run_hooks(self, link: Link) -> None:
+    async def _run_hooks(self, link: OpenSocket) -> None:
         enter_hook_context(link)  # this task's own context, inherited by the hooks' tasks
         hooks = list(self._hooks)
         if hooks:
@@ -365,7 +367,7 @@ class OpenApiConnection:
             # One account's failed re-auth must not keep the others from trading.
             self._log.error("session hook failed", hook=callable_name(hook), error=repr(exc))
 
-    async def _read(self, link: Link) -> None:
+    async def _read(self, link: OpenSocket) -> None:
         garbage = GarbageMeter()
         try:
             async for frame in link.ws:

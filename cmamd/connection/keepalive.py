@@ -18,19 +18,19 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from cmamd.connection.link import Link
+from cmamd.connection.open_socket import OpenSocket
 from cmamd.connection.ratelimit import Clock
 
 _MIN_SLEEP_S = 0.001
 
 
 async def keep_alive(
-    link: Link,
+    link: OpenSocket,
     *,
     clock: Clock,
     heartbeat_interval_s: float,
     silence_timeout_s: float,
-    send_heartbeat: Callable[[Link], Coroutine[Any, Any, bool]],
+    send_heartbeat: Callable[[OpenSocket], Coroutine[Any, Any, bool]],
     probe: Callable[[], Coroutine[Any, Any, None]],
     log: Any,
 ) -> None:

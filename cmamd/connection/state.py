@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cmamd.connection.dispatch import callable_name
-from cmamd.connection.link import Link
+from cmamd.connection.open_socket import OpenSocket
 
 NEW, CONNECTED, READY, DISCONNECTED, CLOSED = "new", "connected", "ready", "disconnected", "closed"
 """connected: socket open and application authenticated, session hooks running;
@@ -23,7 +23,7 @@ StateListener = Callable[[str], None]
 class ConnectionState:
     def __init__(self, log: Any) -> None:
         self.current = NEW
-        self.link: Link | None = None
+        self.link: OpenSocket | None = None
         self.closed_error: BaseException | None = None
         self.counts = dict.fromkeys(
             ("sent", "received", "reconnects", "heartbeats_sent", "rate_limited", "bad_frames"), 0
@@ -54,7 +54,7 @@ class ConnectionState:
                     self._log.exception("state listener failed", listener=callable_name(callback))
         self.notify()
 
-    def set_link(self, link: Link | None) -> None:
+    def set_link(self, link: OpenSocket | None) -> None:
         self.link = link
         self.notify()
 

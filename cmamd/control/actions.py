@@ -26,7 +26,7 @@ from cmamd.control.protocol import (
     arg_str,
 )
 from cmamd.control.status import status_of
-from cmamd.replication.executor import CopyReport, Destination
+from cmamd.replication.executor import CopyReport, CopyRoute
 from cmamd.replication.labels import parse_label
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _ready_session(hub: OperatorHub, name: str) -> AccountSession:
     return session
 
 
-def _follower_destinations(hub: OperatorHub, follower: str) -> list[Destination]:
+def _follower_destinations(hub: OperatorHub, follower: str) -> list[CopyRoute]:
     return [d for d in hub.destinations() if d.follower == follower]
 
 
@@ -198,7 +198,7 @@ async def _flatten(hub: OperatorHub, args: dict[str, Any]) -> Any:
     }
 
 
-def _copies_left(hub: OperatorHub, chosen: list[Destination]) -> dict[str, int]:
+def _copies_left(hub: OperatorHub, chosen: list[CopyRoute]) -> dict[str, int]:
     """Copies (positions and pending orders) still held, per follower, for these masters."""
     left: dict[str, int] = {}
     for dest in chosen:

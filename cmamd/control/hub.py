@@ -27,7 +27,7 @@ from cmamd.control.protocol import Request
 from cmamd.control.server import ControlServer
 from cmamd.control.stats import CopyFigures
 from cmamd.logs import get_logger
-from cmamd.replication.executor import CopyReport, Destination
+from cmamd.replication.executor import CopyReport, CopyRoute
 from cmamd.replication.planner import CopyTarget
 
 if TYPE_CHECKING:
@@ -143,12 +143,12 @@ class OperatorHub:
         self.alerts.alert(cause, text, details or {})
 
     # helpers the actions use -------------------------------------------------------------
-    def destinations(self) -> list[Destination]:
+    def destinations(self) -> list[CopyRoute]:
         config = self.daemon.config
         assert config is not None
         return self.daemon._destinations(config)
 
-    def yaml_mode(self, dest: Destination) -> CopyMode:
+    def yaml_mode(self, dest: CopyRoute) -> CopyMode:
         config = self.daemon.config
         assert config is not None
         for rule in config.copy_rules:

@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from cmamd.accounts.session import AccountSession
-from cmamd.accounts.tokens import TokenKeeper
+from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.config import placeholders
 from cmamd.config.diff import diff_configs
 from cmamd.config.loader import ConfigError, load_config
@@ -42,7 +42,7 @@ from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
 from cmamd.daemon.startup import wait_until_settled
 from cmamd.logs import configure_logging, get_logger, register_secret
-from cmamd.replication.executor import CopyReport, Destination, Replicator
+from cmamd.replication.executor import CopyReport, CopyRoute, Replicator
 from cmamd.replication.planner import CopyTarget
 from cmamd.state.store import StateStore
 
@@ -233,7 +233,7 @@ class Daemon:
             await session.stop(logout=logout)
         await self.pool.release(name)
 
-    def _destinations(self, config: Config) -> list[Destination]:
+    def _destinations(self, config: Config) -> list[CopyRoute]:
         assert self.store is not None
         result = []
         for rule in config.copy_rules:
@@ -263,7 +263,7 @@ class Daemon:
                 # it, moves the start, so what the master did meanwhile is "existing"
                 started = dest_marks.copying_since_ms(self.store, dest_id, target.dest, now_ms)
                 target = dataclasses.replace(target, started_ms=started)
-                result.append(Destination(dest_id, target, master.name, follower.name))
+                result.append(CopyRoute(dest_id, target, master.name, follower.name))
         return result
 
     @staticmethod

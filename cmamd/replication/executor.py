@@ -29,7 +29,7 @@ from cmamd.logs import get_logger
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
-from cmamd.replication import audit, confirm, identity, requests, settled
+from cmamd.replication import audit, confirm, identity, settled, trade_requests
 from cmamd.replication.intents import (
     ClosePosition,
     Intent,
@@ -83,7 +83,7 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
-class Destination:
+class CopyRoute:
     """A configured copy target with the names the logs use."""
 
     id: str  # "rule:master id:follower id"
@@ -106,7 +106,7 @@ class Replicator:
     ) -> None:
         self._store = store
         self._sessions = sessions
-        self._destinations: dict[str, Destination] = {}
+        self._destinations: dict[str, CopyRoute] = {}
         self.queue = ReplicationQueue()
         self.stats = Stats()
         self._workers = workers
@@ -133,7 +133,7 @@ class Replicator:
         self.store_fault = StoreFault(requeue_into(self.queue.push))
 
     # configuration ---------------------------------------------------------------------
-    def set_destinations(self, destinations: list[Destination]) -> None:
+    def set_destinations(self, destinations: list[CopyRoute]) -> None:
         """Swap the rule set atomically; the next planned key uses the new one."""
         destinations = [
             dataclasses.replace(d, target=dataclasses.replace(d.target, instance=self.instance))
@@ -219,7 +219,7 @@ class Replicator:
         finally:
             self._auditing = False
 
-    def _log_findings(self, dest: Destination, keys: list[str], origins: dict[str, str]) -> None:
+    def _log_findings(self, dest: CopyRoute, keys: list[str], origins: dict[str, str]) -> None:
         master, follower = self._sessions[dest.master], self._sessions[dest.follower]
         opening = self._opening.get(dest.id, {})
 
@@ -395,7 +395,7 @@ class Replicator:
                 return
             since = time.monotonic()
 
-    async def _execute(self, dest: Destination, plan: KeyPlan, since: float) -> bool:
+    async def _execute(self, dest: CopyRoute, plan: KeyPlan, since: float) -> bool:
         """Send the plan's intents in order; False when the key must wait for new facts."""
         follower = self._sessions[dest.follower]
         link = plan.link
@@ -414,7 +414,7 @@ class Replicator:
             )
             if link is not None:
                 self._links[dest.id][plan.key] = link
-            summary = requests.summarize(
+            summary = trade_requests.summarize(
                 intent, follower.state.symbols_by_id, follower.state.positions
             )
             opens = isinstance(intent, OpenPosition | PlacePendingOrder)
@@ -459,7 +459,7 @@ class Replicator:
         return True
 
     async def _confirm_open(
-        self, dest: Destination, follower: AccountSession, link: Link, intent: Intent
+        self, dest: CopyRoute, follower: AccountSession, link: Link, intent: Intent
     ) -> None:
         """An open with an unknown outcome whose copy the reconcile does not show: it may
         have filled and been closed since; the order history tells (confirm.py)."""
@@ -480,11 +480,11 @@ class Replicator:
     async def _send(self, follower: AccountSession, intent: Intent) -> tuple[str, str, bool]:
         """(outcome, detail, filled): outcome is done, rejected, unknown, deferred or
         not_sent (the request never left the process: safe to plan again)."""
-        request = requests.build_request(intent)
+        request = trade_requests.build_request(intent)
         try:
             reply = await follower.connection.request(
                 request,
-                priority=requests.priority_of(intent),
+                priority=trade_requests.priority_of(intent),
                 account_id=intent.follower_account_id,
             )
         except OutcomeUnknown as exc:
@@ -505,7 +505,7 @@ class Replicator:
             return "unknown", f"unexpected reply {type(reply).__name__}", False
         if not reply.HasField("order"):
             return "done", "", False
-        wanted = requests.completion_types(intent)
+        wanted = trade_requests.completion_types(intent)
         try:
             result = (
                 reply.executionType
@@ -516,7 +516,7 @@ class Replicator:
             )
         except TimeoutError:
             return "unknown", f"no outcome for order {reply.order.orderId}", False
-        if result in requests.REJECTED:
+        if result in trade_requests.REJECTED:
             code = reply.errorCode or follower.order_error(reply.order.orderId)
             return "rejected", code or "ORDER_REJECTED", False
         if result == model_pb2.ORDER_CANCELLED and isinstance(intent, OpenPosition):
@@ -547,7 +547,7 @@ class Replicator:
             return False
 
     # helpers ---------------------------------------------------------------------------
-    def _retry_later(self, dest: Destination, key: str, code: str) -> None:
+    def _retry_later(self, dest: CopyRoute, key: str, code: str) -> None:
         """Plan ``key`` again after a growing pause (30 s doubling to 5 min), indefinitely."""
         work = (dest.id, dest.target.follower_account_id, key)
         delay = min(self._retry_delays.get(work, RETRY_FIRST_S / 2) * 2, RETRY_MAX_S)
@@ -563,7 +563,7 @@ class Replicator:
         loop = asyncio.get_running_loop()
         loop.call_later(delay, lambda: self.queue.push(work, at=time.monotonic(), urgent=True))
 
-    def _replan_when_connected(self, dest: Destination, key: str, follower: AccountSession) -> None:
+    def _replan_when_connected(self, dest: CopyRoute, key: str, follower: AccountSession) -> None:
         """Plan ``key`` again once the follower's link is up and the account ready."""
         work = (dest.id, dest.target.follower_account_id, key)
 
@@ -624,7 +624,7 @@ class Replicator:
         self._store.put_link(link.to_dict())
         self._links.setdefault(dest_id, {})[link.key] = link
 
-    def _origins_for(self, dest: Destination, master: AccountSession) -> dict[str, str]:
+    def _origins_for(self, dest: CopyRoute, master: AccountSession) -> dict[str, str]:
         return origins_for(
             master.state,
             self._links[dest.id].values(),
@@ -645,7 +645,7 @@ class Replicator:
 
     def _report(
         self,
-        dest: Destination,
+        dest: CopyRoute,
         key: str,
         intent: Intent,
         summary: str,

@@ -89,7 +89,7 @@ from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
 from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link
 from cmamd.replication.order_plan import plan_order
-from cmamd.replication.planning import MARKET_KINDS, CopyTarget, KeyInputs, QuoteToDeposit
+from cmamd.replication.plan_common import MARKET_KINDS, CopyTarget, KeyInputs, QuoteToDeposit
 from cmamd.replication.position_plan import plan_position
 
 __all__ = ["CopyTarget", "QuoteToDeposit", "keys_for", "origins_for", "plan_all", "plan_key"]

@@ -18,7 +18,7 @@ from cmamd.replication.intents import (
 )
 from cmamd.replication.links import LinkStatus
 from cmamd.replication.mapping import map_symbol, symbol_tradable
-from cmamd.replication.planning import (
+from cmamd.replication.plan_common import (
     MARKET_KINDS,
     KeyInputs,
     PlanBuilder,

@@ -19,7 +19,7 @@ from cmamd.sim.late_reject import accepted_then_rejected
 from cmamd.sim.market import Market
 from cmamd.sim.protos import spot_event
 from cmamd.sim.session import Session
-from cmamd.sim.tokens import TokenError, TokenStore
+from cmamd.sim.token_store import TokenRefused, TokenStore
 from cmamd.sim.validation import Rejected, RequestError
 
 m = messages_pb2
@@ -195,7 +195,7 @@ class Handlers:
             raise RequestError("CH_CTID_TRADER_ACCOUNT_NOT_FOUND", "Trading account not found")
         try:
             self._tokens.authorise(request.accessToken, account_id)
-        except TokenError as error:
+        except TokenRefused as error:
             raise RequestError(error.code, error.description) from None
         if self._broker.trader(account_id).is_live != (self._config.environment == "live"):
             raise RequestError(
@@ -212,7 +212,7 @@ class Handlers:
     ) -> None:
         try:
             ctid = self._tokens.owner_of_access(request.accessToken)
-        except TokenError as error:
+        except TokenRefused as error:
             raise RequestError(error.code, error.description) from None
         accounts = []
         for account_id in sorted(ctid.account_ids):
@@ -238,7 +238,7 @@ class Handlers:
     def _refresh_token(self, exchange: Exchange, request: m.ProtoOARefreshTokenReq) -> None:
         try:
             ctid = self._tokens.refresh(request.refreshToken)
-        except TokenError as error:
+        except TokenRefused as error:
             raise RequestError(error.code, error.description) from None
         assert ctid.access_token is not None
         exchange.reply(

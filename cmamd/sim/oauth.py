@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import structlog
 
-from cmamd.sim.tokens import TokenError, TokenStore
+from cmamd.sim.token_store import TokenRefused, TokenStore
 
 log = structlog.get_logger("cmamd.sim.oauth")
 
@@ -234,7 +234,7 @@ class OAuthStandIn:
     def _refresh(self, params: dict[str, str]) -> bytes | None:
         try:
             ctid = self._tokens.refresh(params.get("refresh_token", ""))
-        except TokenError as error:
+        except TokenRefused as error:
             return _error(error.code, error.description)
         self._rotated(ctid.account_ids, "Access token was refreshed")
         if self.settings.drop_refresh_replies > 0:

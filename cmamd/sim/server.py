@@ -32,7 +32,7 @@ from cmamd.sim.oauth import OAuthSettings, OAuthStandIn
 from cmamd.sim.pipeline import FramePipeline
 from cmamd.sim.protos import spot_event
 from cmamd.sim.session import ConnectionInfo, FrameEvent, FrameListener, RecordedRequest, Session
-from cmamd.sim.tokens import TokenStore
+from cmamd.sim.token_store import TokenStore
 
 log = structlog.get_logger("cmamd.sim")
 Sleep = Callable[[float], Awaitable[Any]]

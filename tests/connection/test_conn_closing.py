@@ -19,9 +19,9 @@ import pytest
 from websockets.protocol import State
 
 from cmamd.connection.dispatch import Dispatcher
-from cmamd.connection.link import Link
+from cmamd.connection.open_socket import OpenSocket
 from cmamd.connection.ratelimit import Priority, RequestThrottle, SystemClock
-from cmamd.connection.requests import RequestSender
+from cmamd.connection.sender import RequestSender
 from cmamd.connection.state import READY, ConnectionState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,14 +54,14 @@ def test_loop_stall_past_the_servers_idle_timeout_with_a_request_queued() -> Non
     assert "outcomes=['reply', 'reply', 'reply', 'reply', 'reply', 'reply']" in tail
 
 
-def _sender_with_link(ws_state: State) -> tuple[RequestSender, ConnectionState, Link]:
+def _sender_with_link(ws_state: State) -> tuple[RequestSender, ConnectionState, OpenSocket]:
     log: Any = SimpleNamespace(info=lambda *a, **k: None, warning=lambda *a, **k: None)
     state = ConnectionState(log)
     clock = SystemClock()
     sender = RequestSender(
         state, RequestThrottle(10, clock=clock), Dispatcher(log), clock, log, rate_limit_attempts=1
     )
-    link = Link(SimpleNamespace(state=ws_state), 1, 0.0, 0.0, 0.0)  # type: ignore[arg-type]
+    link = OpenSocket(SimpleNamespace(state=ws_state), 1, 0.0, 0.0, 0.0)  # type: ignore[arg-type]
     state.set_link(link)
     state.current = READY
     return sender, state, link

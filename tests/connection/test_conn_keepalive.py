@@ -11,17 +11,17 @@ import structlog
 from websockets.asyncio.client import ClientConnection
 
 from cmamd.connection.keepalive import keep_alive
-from cmamd.connection.link import Link
+from cmamd.connection.open_socket import OpenSocket
 
 from .conn_fakes import VirtualClock
 
 LOG = structlog.get_logger("test")
 
 
-def idle_link(clock: VirtualClock) -> Link:
+def idle_link(clock: VirtualClock) -> OpenSocket:
     # keep_alive only reads the bookkeeping fields; the socket is never touched.
     socket = cast(ClientConnection, object())
-    return Link(socket, 1, opened_at=clock.now, last_sent=clock.now, last_received=clock.now)
+    return OpenSocket(socket, 1, opened_at=clock.now, last_sent=clock.now, last_received=clock.now)
 
 
 async def test_idle_link_gets_heartbeats_well_within_the_interval(
@@ -30,7 +30,7 @@ async def test_idle_link_gets_heartbeats_well_within_the_interval(
     link = idle_link(virtual_clock)
     beats: list[float] = []
 
-    async def heartbeat(target: Link) -> bool:
+    async def heartbeat(target: OpenSocket) -> bool:
         beats.append(virtual_clock.now)
         target.last_sent = virtual_clock.now
         return True
@@ -64,7 +64,7 @@ async def test_a_stuck_heartbeat_does_not_hide_a_dead_link(virtual_clock: Virtua
     probes: list[float] = []
     never: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
-    async def stuck_heartbeat(target: Link) -> bool:
+    async def stuck_heartbeat(target: OpenSocket) -> bool:
         return await never  # a send blocked behind a full socket buffer
 
     async def unanswered_probe() -> None:
@@ -89,7 +89,7 @@ async def test_a_stuck_heartbeat_does_not_hide_a_dead_link(virtual_clock: Virtua
 async def test_a_heartbeat_finding_the_link_closed_ends_it(virtual_clock: VirtualClock) -> None:
     link = idle_link(virtual_clock)
 
-    async def closed(target: Link) -> bool:
+    async def closed(target: OpenSocket) -> bool:
         return False
 
     async def no_probe() -> None:
@@ -112,7 +112,7 @@ async def test_traffic_postpones_heartbeats_and_probes(virtual_clock: VirtualClo
     link = idle_link(virtual_clock)
     calls: list[str] = []
 
-    async def heartbeat(target: Link) -> bool:
+    async def heartbeat(target: OpenSocket) -> bool:
         calls.append("heartbeat")
         return True
 

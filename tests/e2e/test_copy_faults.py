@@ -259,8 +259,10 @@ async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
     sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
 ) -> None:
     ttl_ms = 2_628_000 * 1000  # the simulator's token lifetime
-    monkeypatch.setattr("cmamd.accounts.tokens.REFRESH_MARGIN_MS", ttl_ms - 1500)  # due 1.5 s in
-    monkeypatch.setattr("cmamd.accounts.tokens.REFRESH_MARGIN_FRACTION", 1.0)
+    monkeypatch.setattr(
+        "cmamd.accounts.token_keeper.REFRESH_MARGIN_MS", ttl_ms - 1500
+    )  # due 1.5 s in
+    monkeypatch.setattr("cmamd.accounts.token_keeper.REFRESH_MARGIN_FRACTION", 1.0)
     monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
     config = make_config(ACCOUNTS, RULES)
     data = yaml.safe_load(config.read_text())

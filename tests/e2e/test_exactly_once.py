@@ -15,7 +15,7 @@ import yaml
 
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.proto import messages_pb2 as pb
-from cmamd.replication import requests
+from cmamd.replication import trade_requests
 from cmamd.replication.executor import Replicator
 from cmamd.replication.intents import AmendPositionProtection
 from cmamd.replication.labels import label
@@ -141,14 +141,14 @@ async def test_b_an_sl_tp_amend_that_never_left_is_sent_after_a_restart(
         ids["master"], "EURUSD", "buy", 100_000, relative_stop_loss=500, relative_take_profit=500
     )
     await first.settle()
-    build_request = requests.build_request
+    build_request = trade_requests.build_request
 
     def dies_before_an_amend_leaves(intent: Any) -> Any:
         if isinstance(intent, AmendPositionProtection):
             raise RuntimeError("killed after the link was written, before the send")
         return build_request(intent)
 
-    monkeypatch.setattr(requests, "build_request", dies_before_an_amend_leaves)
+    monkeypatch.setattr(trade_requests, "build_request", dies_before_an_amend_leaves)
     sim.amend_position_sltp(ids["master"], position, stop_loss=1.07, take_profit=1.09)
     await eventually(
         lambda: any(e.action == "AmendPositionProtection" for e in first.daemon.store.journal()),
@@ -157,7 +157,7 @@ async def test_b_an_sl_tp_amend_that_never_left_is_sent_after_a_restart(
     )
     await first.settle()
     assert await first.stop() == 0
-    monkeypatch.setattr(requests, "build_request", build_request)
+    monkeypatch.setattr(trade_requests, "build_request", build_request)
     second = daemons(config)
     await second.start()
     await second.settle()

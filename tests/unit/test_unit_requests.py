@@ -22,7 +22,7 @@ from cmamd.replication.intents import (
     PlacePendingOrder,
     reduces_risk,
 )
-from cmamd.replication.requests import (
+from cmamd.replication.trade_requests import (
     REJECTED,
     build_request,
     completion_types,

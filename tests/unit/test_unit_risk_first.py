@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cmamd.accounts.session import AccountChange, AccountSession
-from cmamd.accounts.tokens import TokenKeeper
+from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 from cmamd.state.store import StateStore

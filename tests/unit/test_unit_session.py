@@ -16,7 +16,7 @@ from cmamd.accounts import catalogue as catalogue_module
 from cmamd.accounts import session as session_module
 from cmamd.accounts.model import AccountKind, OrderKind, Side
 from cmamd.accounts.session import AccountChange, AccountSession
-from cmamd.accounts.tokens import TokenKeeper
+from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.errors import RequestNotSent, SendTimeout
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from structlog.testing import capture_logs
 
 from cmamd.accounts.session import AccountSession
-from cmamd.accounts.tokens import TokenKeeper
+from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 from cmamd.state.store import StateStore, StoredTokens

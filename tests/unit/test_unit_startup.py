@@ -15,7 +15,7 @@ import pytest
 from cmamd.accounts.catalogue import BrokerLists
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.startup import ConnectionStartup, admission_capacity, startup_for
-from cmamd.accounts.tokens import TokenKeeper
+from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.errors import SendTimeout
 from cmamd.daemon.account_status import not_ready, status_suffix
 from cmamd.daemon.startup import wait_until_settled

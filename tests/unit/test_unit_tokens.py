@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cmamd.accounts.tokens import (
+from cmamd.accounts.token_keeper import (
     REFRESH_MARGIN_MS,
     NewTokens,
     TokenError,

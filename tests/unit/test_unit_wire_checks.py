@@ -12,7 +12,7 @@ import pytest
 from cmamd.accounts import wire_guard
 from cmamd.accounts.model import SymbolSpec
 from cmamd.accounts.session import AccountChange, AccountSession
-from cmamd.accounts.tokens import TokenKeeper
+from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.accounts.wire_checks import execution_problem
 from cmamd.accounts.wire_guard import DropLog
 from cmamd.protocol.proto import model_pb2

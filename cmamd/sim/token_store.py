@@ -15,7 +15,7 @@ from cmamd.sim.config import CtidConfig
 from cmamd.sim.defaults import generated_token
 
 
-class TokenError(Exception):
+class TokenRefused(Exception):
     def __init__(self, code: str, description: str) -> None:
         super().__init__(f"{code}: {description}")
         self.code = code
@@ -68,18 +68,20 @@ class TokenStore:
         return self._by_account[account_id]
 
     def owner_of_access(self, access_token: str) -> Ctid:
-        """The cTID a live access token belongs to; TokenError if unknown, revoked or expired."""
+        """The cTID a live access token belongs to; TokenRefused if unknown, revoked or expired."""
         for ctid in self._ctids:
             if ctid.access_token is not None and ctid.access_token == access_token:
                 if self._clock() - ctid.issued_at >= self._ttl_s:
-                    raise TokenError("OA_AUTH_TOKEN_EXPIRED", "access token expired")
+                    raise TokenRefused("OA_AUTH_TOKEN_EXPIRED", "access token expired")
                 return ctid
-        raise TokenError("CH_ACCESS_TOKEN_INVALID", "access token is invalid")
+        raise TokenRefused("CH_ACCESS_TOKEN_INVALID", "access token is invalid")
 
     def authorise(self, access_token: str, account_id: int) -> Ctid:
         ctid = self.owner_of_access(access_token)
         if account_id not in ctid.account_ids:
-            raise TokenError("CH_ACCESS_TOKEN_INVALID", "access token does not grant this account")
+            raise TokenRefused(
+                "CH_ACCESS_TOKEN_INVALID", "access token does not grant this account"
+            )
         return ctid
 
     def refresh(self, refresh_token: str) -> Ctid:
@@ -90,7 +92,7 @@ class TokenStore:
                 ctid.refresh_token = self._new_token()
                 ctid.issued_at = self._clock()
                 return ctid
-        raise TokenError("CH_ACCESS_TOKEN_INVALID", "refresh token is invalid")
+        raise TokenRefused("CH_ACCESS_TOKEN_INVALID", "refresh token is invalid")
 
     def by_name(self, name: str) -> Ctid:
         for ctid in self._ctids:

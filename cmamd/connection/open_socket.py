@@ -18,7 +18,7 @@ HEARTBEAT_FRAME = encode(common_pb2.ProtoHeartbeatEvent())
 
 
 @dataclass(eq=False)
-class Link:
+class OpenSocket:
     """A socket that completed application auth; replaced wholesale on reconnect."""
 
     ws: ClientConnection

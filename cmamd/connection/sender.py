@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cmamd.connection.dispatch import Dispatcher
 from cmamd.connection.errors import SendTimeout
-from cmamd.connection.link import HEARTBEAT_FRAME, Link
+from cmamd.connection.open_socket import HEARTBEAT_FRAME, OpenSocket
 from cmamd.connection.ratelimit import Clock, Priority, RequestThrottle, Slot
 from cmamd.connection.state import READY, ConnectionState
 from cmamd.protocol.codec import Envelope, encode
@@ -37,7 +37,7 @@ _HOOK_GENERATION: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 )
 
 
-def enter_hook_context(link: Link) -> None:
+def enter_hook_context(link: OpenSocket) -> None:
     """Mark the current context (a task running session hooks) as hooks of ``link``."""
     _HOOK_GENERATION.set(link.generation)
 
@@ -94,7 +94,7 @@ class RequestSender:
             )
         raise AssertionError("unreachable")
 
-    async def send_heartbeat(self, link: Link) -> bool:
+    async def send_heartbeat(self, link: OpenSocket) -> bool:
         """Send a heartbeat on ``link`` now; False when the link is no longer open."""
         async with self._send_lock:
             if not link.is_open():
@@ -153,7 +153,7 @@ class RequestSender:
 
     async def _wait_for_slot(
         self, priority: Priority, deadline: float, name: str, timeout_s: float
-    ) -> tuple[Link, Slot]:
+    ) -> tuple[OpenSocket, Slot]:
         self.queued += 1
         try:
             async with asyncio.timeout_at(deadline):
@@ -169,7 +169,7 @@ class RequestSender:
         finally:
             self.queued -= 1
 
-    async def _usable_link(self, priority: Priority) -> Link:
+    async def _usable_link(self, priority: Priority) -> OpenSocket:
         while True:
             self._state.raise_if_closed()
             link = self._state.link
@@ -182,7 +182,7 @@ class RequestSender:
                 link.alive = False
             await self._state.wait_change()
 
-    def _may_use(self, link: Link, priority: Priority) -> bool:
+    def _may_use(self, link: OpenSocket, priority: Priority) -> bool:
         # Before ready, only session traffic (auth, token refresh) and the session hooks'
         # own requests may go: everything else waits until accounts are re-authorised.
         return (

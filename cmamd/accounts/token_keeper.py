@@ -22,7 +22,7 @@ from cmamd.logs import get_logger, register_secret
 from cmamd.state.shared_tokens import reauth_key, reauth_value
 from cmamd.state.store import StateStore, StoredTokens
 
-log = get_logger("cmamd.accounts.tokens")
+log = get_logger("cmamd.accounts.token_keeper")
 
 REFRESH_MARGIN_MS = 24 * 3600 * 1000
 """Refresh a day before expiry: tokens live ~30 days, and a day survives long outages."""
