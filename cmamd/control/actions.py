@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from cmamd.accounts.model import Side
+from cmamd.accounts.status import RETRYABLE
 from cmamd.config.models import AccountConfig
 from cmamd.config.rules import CopyMode
 from cmamd.control import manual
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from cmamd.control.hub import OperatorHub
 
 FLATTEN_WAIT_S = 30.0  # how long ``flatten`` waits for the closes before it reports
-RETRYABLE_STATES = frozenset({"failed", "needs re-authorisation", "stopped", "new"})
 REDUCING_ACTIONS = frozenset({"ClosePosition", "CancelPendingOrder"})
 
 
@@ -246,7 +246,7 @@ async def _retry(hub: OperatorHub, args: dict[str, Any]) -> Any:
     session = hub.daemon.sessions.get(name)
     if session is not None and session.ready.is_set():
         raise ControlError(ErrorCode.REFUSED, f"account {name} is ready; nothing to retry")
-    if session is not None and session.status not in RETRYABLE_STATES:
+    if session is not None and session.status not in RETRYABLE:
         # a session recovering on its own is not interrupted
         raise ControlError(
             ErrorCode.REFUSED, f"account {name} is {session.status}; see ctl status, retry later"

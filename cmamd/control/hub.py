@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmamd.accounts.status import NEEDS_OPERATOR, SessionStatus
 from cmamd.alerts import bus
 from cmamd.alerts.dispatcher import AlertDispatcher
 from cmamd.config.models import AccountConfig, Config
@@ -61,7 +62,7 @@ class OperatorHub:
         self.metrics: MetricsServer | None = None
         self._server: ControlServer | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._seen_status: dict[str, str] = {}
+        self._seen_status: dict[str, SessionStatus] = {}
         self._close_refusals: dict[tuple[str, str], int] = {}
         self._restarting: set[str] = set()
 
@@ -226,10 +227,10 @@ class OperatorHub:
             self._seen_status[name] = status
             if status == before or name in self._restarting:
                 continue
-            if status not in ("failed", "needs re-authorisation"):
+            if status not in NEEDS_OPERATOR:
                 continue
             error = str(session.error or "")
-            token = status == "needs re-authorisation" or any(
+            token = status is SessionStatus.NEEDS_REAUTH or any(
                 w in error.lower() for w in ("token", "unauthori", "not authori")
             )
             if token:

@@ -15,13 +15,10 @@ import time
 from collections.abc import Callable, Iterable
 
 from cmamd.accounts.session import AccountSession
+from cmamd.accounts.status import SETTLED
 
 CHECK_S = 0.25
 """How often the accounts are looked at again while none becomes ready."""
-
-
-SETTLED_STATES = frozenset({"failed", "stopped", "needs re-authorisation"})
-"""Not ready, and not coming up by itself: waiting for them would hold READY back."""
 
 
 REACHABLE = frozenset({"connected", "ready"})  # connection states: authenticated link up
@@ -33,7 +30,7 @@ def is_settled(session: AccountSession) -> bool:
     # retries. One whose link is up will come up at the pace of the budget.
     return (
         session.ready.is_set()
-        or session.status in SETTLED_STATES
+        or session.status in SETTLED  # not coming up by itself
         or (session.error is not None and session.connection.state not in REACHABLE)
     )
 

@@ -263,7 +263,7 @@ async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
         "cmamd.accounts.token_keeper.REFRESH_MARGIN_MS", ttl_ms - 1500
     )  # due 1.5 s in
     monkeypatch.setattr("cmamd.accounts.token_keeper.REFRESH_MARGIN_FRACTION", 1.0)
-    monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
+    monkeypatch.setattr("cmamd.accounts.authorisation.TOKEN_TIMER_MIN_S", 0.1)
     config = make_config(ACCOUNTS, RULES)
     data = yaml.safe_load(config.read_text())
     for account in data["accounts"]:
@@ -371,7 +371,7 @@ class TestShortTokenLifetime:
     async def test_a_short_lived_token_is_rotated_at_a_fraction_of_its_life_not_in_a_burst(
         self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
     ) -> None:
-        monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
+        monkeypatch.setattr("cmamd.accounts.authorisation.TOKEN_TIMER_MIN_S", 0.1)
         config = make_config(ACCOUNTS, RULES)
         data = yaml.safe_load(config.read_text())
         for account in data["accounts"]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from e2e.kit import InProcessDaemon, daemon_config, eventually, write_yaml
 
-from cmamd.accounts import session as session_module
+from cmamd.accounts import recovery
 from cmamd.accounts.model import Side
 from cmamd.demo.master import MasterTrader
 from cmamd.sim import SimConfig, SimServer
@@ -58,7 +58,7 @@ async def sim(redirect_uri: str) -> AsyncIterator[SimServer]:
 async def running(
     sim: SimServer, tmp_path: Path, redirect_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[InProcessDaemon, Path]]:
-    monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 0.2)
+    monkeypatch.setattr(recovery, "REAUTH_WATCH_S", 0.2)
     data = daemon_config(
         sim,
         tmp_path / "state",
@@ -124,7 +124,7 @@ async def test_a_lost_refresh_reply_stops_only_that_pair_until_cmamd_auth(
     daemon, config = running
     assert daemon.daemon is not None
     if picked_up_by == "a reload":  # the watch would take an hour: only SIGHUP can do it
-        monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 3600)
+        monkeypatch.setattr(recovery, "REAUTH_WATCH_S", 3600)
     seen_secrets = set(_tokens(sim))
     sessions = daemon.daemon.sessions
     await eventually(sessions["follower-suffix"].ready.is_set, what="follower-suffix ready")

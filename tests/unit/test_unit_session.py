@@ -13,7 +13,7 @@ import pytest
 from polling import wait_until
 
 from cmamd.accounts import catalogue as catalogue_module
-from cmamd.accounts import session as session_module
+from cmamd.accounts import recovery
 from cmamd.accounts.model import AccountKind, OrderKind, Side
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.accounts.token_keeper import TokenKeeper
@@ -635,7 +635,7 @@ async def test_an_account_needing_reauthorisation_comes_back_with_a_new_pair_onl
     store: StateStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 0.01)
+    monkeypatch.setattr(recovery, "REAUTH_WATCH_S", 0.01)
     conn.valid_access = conn.valid_refresh = "revoked"
     session = make_session()
     await session.start()
