@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from cmamd.accounts.session import AccountSession
 from cmamd.accounts.status import SETTLED
+from cmamd.daemon.account_status import SessionView
 
 CHECK_S = 0.25
 """How often the accounts are looked at again while none becomes ready."""
@@ -24,7 +25,21 @@ CHECK_S = 0.25
 REACHABLE = frozenset({"connected", "ready"})  # connection states: authenticated link up
 
 
-def is_settled(session: AccountSession) -> bool:
+class LinkView(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+class StartingSession(SessionView, Protocol):
+    """What the wait looks at of an AccountSession."""
+
+    name: str
+
+    @property
+    def connection(self) -> LinkView: ...
+
+
+def is_settled(session: StartingSession) -> bool:
     # An account that cannot reach the server (no connection: host down, maintenance) has
     # visibly failed: STATUS names it with its reason and READY does not wait for its
     # retries. One whose link is up will come up at the pace of the budget.
@@ -36,7 +51,7 @@ def is_settled(session: AccountSession) -> bool:
 
 
 async def wait_until_settled(
-    sessions: Callable[[], Iterable[AccountSession]], stall_s: float
+    sessions: Callable[[], Iterable[StartingSession]], stall_s: float
 ) -> list[str]:
     """Until every session is ready or failed; returns the names of those still starting."""
     settled = -1

@@ -12,6 +12,7 @@ import pytest
 from cmamd.accounts import wire_guard
 from cmamd.accounts.model import SymbolSpec
 from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.accounts.status import SessionStatus
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.accounts.wire_checks import execution_problem
 from cmamd.accounts.wire_guard import DropLog
@@ -127,7 +128,7 @@ async def ready(tmp_path: Path) -> AsyncIterator[tuple[FakeConnection, AccountSe
             on_change=changes.append,
         )
         await session.start()
-        assert session.status == "ready"
+        assert session.status == SessionStatus.READY
         changes.clear()
         yield conn, session, changes
         await session.stop()
