@@ -68,4 +68,4 @@ async def reload_symbols(
         log.warning("symbol details refresh failed", error=str(exc))
         return
     if names:
-        log.info("symbol details refreshed", symbols=names)
+        log.info("symbol details refreshed", symbols=len(names), symbol_names=names)
