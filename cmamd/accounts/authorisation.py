@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+
+from structlog.stdlib import BoundLogger
 
 from cmamd.accounts.token_keeper import NewTokens, TokenError, TokenKeeper, same_pair
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
@@ -44,7 +45,7 @@ def is_permanent(exc: BaseException) -> bool:
 
 class Authoriser:
     def __init__(
-        self, connection: OpenApiConnection, tokens: TokenKeeper, account_id: int, log: Any
+        self, connection: OpenApiConnection, tokens: TokenKeeper, account_id: int, log: BoundLogger
     ) -> None:
         self._connection = connection
         self._tokens = tokens

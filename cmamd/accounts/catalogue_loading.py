@@ -8,7 +8,8 @@ symbol details, the trader and conversion quote subscriptions are per account.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+
+from structlog.stdlib import BoundLogger
 
 from cmamd.accounts import convert
 from cmamd.accounts.catalogue import Catalogue, fetch_broker_lists
@@ -48,7 +49,7 @@ async def load_trader_and_catalogue(
 
 
 async def subscribe_conversion_quotes(
-    connection: OpenApiConnection, catalogue: Catalogue, deposit_asset_id: int, log: Any
+    connection: OpenApiConnection, catalogue: Catalogue, deposit_asset_id: int, log: BoundLogger
 ) -> None:
     try:
         count = await catalogue.subscribe_conversion_quotes(connection.request, deposit_asset_id)
@@ -60,7 +61,7 @@ async def subscribe_conversion_quotes(
 
 
 async def reload_symbols(
-    connection: OpenApiConnection, catalogue: Catalogue, symbol_ids: list[int], log: Any
+    connection: OpenApiConnection, catalogue: Catalogue, symbol_ids: list[int], log: BoundLogger
 ) -> None:
     try:
         names = await catalogue.reload(connection.request, symbol_ids)

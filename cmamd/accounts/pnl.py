@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+
+from structlog.stdlib import BoundLogger
 
 from cmamd.accounts.model import AccountState
 from cmamd.accounts.startup import startup_for
@@ -38,7 +39,7 @@ async def refresh_pnl_forever(
     state: AccountState,
     interval_s: float,
     is_ready: Callable[[], bool],
-    log: Any,
+    log: BoundLogger,
 ) -> None:
     while True:
         await asyncio.sleep(interval_s)

@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from structlog.stdlib import BoundLogger
+
 from cmamd.accounts.authorisation import (
     RETRYABLE_OR_REFUSED,
     Authoriser,
@@ -21,13 +23,11 @@ from cmamd.accounts.authorisation import (
 )
 from cmamd.accounts.startup import startup_for
 from cmamd.accounts.status import SessionStatus
-from cmamd.accounts.supervision import RetryPacing
+from cmamd.accounts.supervision import RetryPacing, Spawn
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.client import OpenApiConnection
 
 REAUTH_WATCH_S = 30.0  # how often an account waiting for `cmamd auth` looks at the store
-
-Spawn = Callable[[Any], "asyncio.Task[Any]"]
 
 
 class StatusHolder(Protocol):
@@ -47,7 +47,7 @@ class Recovery:
         bring_up: Callable[[], Awaitable[None]],
         resync: Callable[[], Awaitable[None]],
         spawn: Spawn,
-        log: Any,
+        log: BoundLogger,
     ) -> None:
         self._session = session
         self._account_id = session.account_id
