@@ -8,7 +8,8 @@ path, so it does only what the event changes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from cmamd.accounts import convert, merge
 from cmamd.accounts.model import AccountState
@@ -21,9 +22,10 @@ POSITION_ENDED = frozenset({model_pb2.POSITION_STATUS_CLOSED, model_pb2.POSITION
 ORDER_WITHDRAWN = frozenset({model_pb2.ORDER_CANCELLED, model_pb2.ORDER_EXPIRED})
 
 
-@dataclass(frozen=True, slots=True)
-class EventEffect:
-    """What one execution event changed: the item keys, and the facts the copy logic needs."""
+class EventEffect(NamedTuple):
+    """What one execution event changed: the item keys, and the facts the copy logic needs.
+
+    A NamedTuple, not a frozen dataclass: made for every event, it costs a tuple."""
 
     keys: frozenset[str]
     origins: dict[str, str]  # "p<pos>" -> "o<order>": the pending order that opened it
