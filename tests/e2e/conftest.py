@@ -8,6 +8,7 @@ import pytest
 
 from cmamd.daemon.timing import DaemonTiming
 from cmamd.demo.master import MasterTrader
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimConfig, SimServer
 
 from .kit import InProcessDaemon, WorldClock, daemon_config, write_yaml
@@ -51,9 +52,18 @@ async def daemons(world_clock: WorldClock) -> AsyncIterator[Callable[..., InProc
     started: list[InProcessDaemon] = []
 
     def make(
-        config: Path, environ: dict[str, str] | None = None, timing: DaemonTiming | None = None
+        config: Path,
+        environ: dict[str, str] | None = None,
+        timing: DaemonTiming | None = None,
+        tuning: ReplicationTuning | None = None,
     ) -> InProcessDaemon:
-        daemon = InProcessDaemon(config, environ or {}, world_clock, timing or DaemonTiming())
+        daemon = InProcessDaemon(
+            config,
+            environ or {},
+            world_clock,
+            timing or DaemonTiming(),
+            tuning or ReplicationTuning(),
+        )
         started.append(daemon)
         return daemon
 

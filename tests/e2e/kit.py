@@ -24,6 +24,7 @@ from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.daemon.timing import DaemonTiming
 from cmamd.demo.config import sim_daemon_config
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimServer
 from cmamd.sim.snapshots import Position
 
@@ -168,6 +169,7 @@ class InProcessDaemon:
     environ: dict[str, str] = field(default_factory=dict)
     wall_clock: Callable[[], float] = time.time
     timing: DaemonTiming = field(default_factory=DaemonTiming)
+    tuning: ReplicationTuning = field(default_factory=ReplicationTuning)
     daemon: Daemon | None = None
     task: asyncio.Task[int] | None = None
 
@@ -178,6 +180,7 @@ class InProcessDaemon:
             notifier=SystemdNotifier(env=self.environ),
             wall_clock=self.wall_clock,
             timing=self.timing,
+            tuning=self.tuning,
         )
         self.task = asyncio.create_task(self.daemon.run())
         started = asyncio.create_task(self.daemon.started.wait())
