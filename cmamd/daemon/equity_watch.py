@@ -3,11 +3,11 @@ threshold (replication/equity_stop.py decides, state/marks.py keeps the latch)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from cmamd.accounts.session import AccountSession
 from cmamd.config.models import Config
 from cmamd.logs import get_logger
 from cmamd.replication import equity_stop
@@ -19,13 +19,28 @@ log = get_logger("cmamd.daemon")
 Alert = Callable[[str, str, dict[str, Any]], None]
 
 
+class HasEquity(Protocol):
+    @property
+    def equity(self) -> Decimal | None: ...
+
+
+class EquitySource(Protocol):
+    """What the watch reads of an account session."""
+
+    @property
+    def ready(self) -> asyncio.Event: ...
+
+    @property
+    def state(self) -> HasEquity: ...
+
+
 class EquityWatch:
     def __init__(self, marks: MarkStore, alert: Alert) -> None:
         self._marks = marks
         self._alert = alert
         self._facts = FactsCache()
 
-    def check(self, config: Config, sessions: Mapping[str, AccountSession]) -> bool:
+    def check(self, config: Config, sessions: Mapping[str, EquitySource]) -> bool:
         """Latch, log and alert every stop that trips now; whether any did (then the
         routes must be rebuilt: a latched destination liquidates)."""
         facts = self._facts.facts(config)

@@ -6,23 +6,24 @@ from collections.abc import Callable
 
 from cmamd.daemon.timing import DaemonTiming
 from cmamd.logs import get_logger
-from cmamd.replication.executor import Replicator
-from cmamd.state.store import StateStore
 
 log = get_logger("cmamd.daemon")
+
+Prune = Callable[[int], int]
+"""Forget what is older than a cutoff (epoch ms); how many were forgotten."""
 
 
 class Housekeeping:
     def __init__(
         self,
-        store: StateStore,
-        replicator: Replicator,
+        prune_links: Prune,
+        prune_journal: Prune,
         timing: DaemonTiming,
         wall_clock: Callable[[], float],
         monotonic: Callable[[], float],
     ) -> None:
-        self._store = store
-        self._replicator = replicator
+        self._prune_links = prune_links
+        self._prune_journal = prune_journal
         self._timing = timing
         self._wall_clock = wall_clock
         self._monotonic = monotonic
@@ -36,7 +37,7 @@ class Housekeeping:
         days = self._timing.history_days
         cutoff_ms = int((self._wall_clock() - days * 86400) * 1000)
         # only settled links whose master item is gone: the rest still guard against reopening
-        links = self._replicator.prune_settled(cutoff_ms)
-        entries = self._store.prune_journal(cutoff_ms)
+        links = self._prune_links(cutoff_ms)
+        entries = self._prune_journal(cutoff_ms)
         if links or entries:
             log.info("state pruned", closed_links=links, journal_entries=entries, days=days)

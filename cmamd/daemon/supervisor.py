@@ -113,7 +113,9 @@ class Daemon:
         )
         self.hub = OperatorHub(self, self.environ)  # control socket, overrides, alerts, metrics
         self.equity = EquityWatch(self.marks, self.hub.alert)
-        self.housekeeping = Housekeeping(store, self.replicator, self.timing, wall_clock, monotonic)
+        self.housekeeping = Housekeeping(
+            self.replicator.prune_settled, store.prune_journal, self.timing, wall_clock, monotonic
+        )
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._stopping = False
         self.started = asyncio.Event()
