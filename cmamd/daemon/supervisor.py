@@ -97,7 +97,7 @@ class Daemon:
         self._wall_clock = wall_clock
         self.sessions: dict[str, AccountSession] = {}
         self.pool = ConnectionPool(config.api)
-        self.tokens = TokenKeeper(store)
+        self.tokens = TokenKeeper(store, wall_clock)
         self.marks = MarkStore(store)
         self.replicator = Replicator(
             store,
