@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from cmamd.daemon.supervisor import Daemon
+from cmamd.daemon.launch import run_daemon
 
 DEFAULT_CONFIG = Path("/etc/cmamd/config.yaml")
 
@@ -22,4 +22,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return asyncio.run(Daemon(args.config).run())
+    return asyncio.run(run_daemon(args.config))

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from cmamd.accounts.model import OrderKind, Side
+from cmamd.daemon.launch import open_daemon
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
 from cmamd.demo.master import MasterTrader
@@ -208,7 +209,7 @@ async def run_demo(*, keep: bool = False, state_dir: str | None = None) -> int:
                 view.line(
                     f"  {MASTER} -> {name}: {yaml.safe_dump(rule, default_flow_style=True).strip()}"
                 )
-            daemon = Daemon(config_path, environ={}, on_report=view.copy)
+            daemon = open_daemon(config_path, environ={}, on_report=view.copy)
             daemon_task = asyncio.create_task(daemon.run())
             await asyncio.wait_for(daemon.started.wait(), 30)
             view.line(f"daemon ready: {daemon.status_line()}")

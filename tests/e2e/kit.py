@@ -19,9 +19,12 @@ from typing import Any
 import yaml
 from polling import reached, wait_until
 
+from cmamd.daemon.launch import open_daemon
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
+from cmamd.daemon.timing import DaemonTiming
 from cmamd.demo.config import sim_daemon_config
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimServer
 from cmamd.sim.snapshots import Position
 
@@ -140,18 +143,44 @@ class DaemonProcess:
         return events
 
 
+FAST_LOOP = DaemonTiming(status_interval_s=0.05, pnl_interval_s=0.05)
+"""Equity and equity stops looked at every 50 ms instead of every few seconds."""
+
+
+class WorldClock:
+    """Wall time a test moves forward: the simulator and the daemon both read it, so a
+    master trade is made older than a delay without waiting for the delay to pass."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset_s
+
+    def advance(self, seconds: float) -> None:
+        self.offset_s += seconds
+
+
 @dataclass
 class InProcessDaemon:
     """The daemon on the test's own event loop: fast, and its objects can be inspected."""
 
     config: Path
     environ: dict[str, str] = field(default_factory=dict)
+    wall_clock: Callable[[], float] = time.time
+    timing: DaemonTiming = field(default_factory=DaemonTiming)
+    tuning: ReplicationTuning = field(default_factory=ReplicationTuning)
     daemon: Daemon | None = None
     task: asyncio.Task[int] | None = None
 
     async def start(self, timeout: float = 20.0) -> Daemon:
-        self.daemon = Daemon(
-            self.config, environ=self.environ, notifier=SystemdNotifier(env=self.environ)
+        self.daemon = open_daemon(
+            self.config,
+            environ=self.environ,
+            notifier=SystemdNotifier(env=self.environ),
+            wall_clock=self.wall_clock,
+            timing=self.timing,
+            tuning=self.tuning,
         )
         self.task = asyncio.create_task(self.daemon.run())
         started = asyncio.create_task(self.daemon.started.wait())

@@ -3,7 +3,6 @@ prescribes. Everything runs over real sockets against the simulator."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer, snapshots
 
-from .kit import InProcessDaemon, eventually
+from .kit import InProcessDaemon, WorldClock, eventually
 
 FOLLOWERS = ["follower-hedged", "follower-suffix", "follower-netted"]
 RULES = [
@@ -295,7 +294,12 @@ async def test_filters_skip_once_and_unmapped_symbols_are_never_guessed(
 
 
 async def test_daemon_start_reconciles_what_happened_while_it_was_away(
-    sim: SimServer, ids: dict[str, int], master: MasterTrader, make_config: Any, daemons: Any
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: Any,
+    daemons: Any,
+    world_clock: WorldClock,
 ) -> None:
     rules = [
         {
@@ -316,7 +320,7 @@ async def test_daemon_start_reconciles_what_happened_while_it_was_away(
     await master.close(closed, master.volume("GBPUSD", "0.10"))  # closed while away
     await master.close(kept, master.volume("EURUSD", "0.04"))  # reduced while away
     stale = await master.market("USDJPY", Side.SELL, "0.10")  # opened while away...
-    await asyncio.sleep(1.2)  # ...and now too old to copy
+    world_clock.advance(1.2)  # ...and now too old to copy
     second = daemons(config)
     await second.start()
     await second.settle()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cmamd.daemon.launch import open_daemon
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.sim import SimConfig, SimServer
@@ -92,7 +93,7 @@ async def test_many_accounts_on_one_connection_all_become_ready(tmp_path: Path) 
     async with SimServer(_sim_config(ACCOUNTS)) as sim:
         config = _config(sim, tmp_path)
         notifier = RecordingNotifier()
-        daemon = Daemon(write_yaml(tmp_path / "c.yaml", config), environ={}, notifier=notifier)
+        daemon = open_daemon(write_yaml(tmp_path / "c.yaml", config), environ={}, notifier=notifier)
         notifier.daemon = daemon
         started_at = time.monotonic()
         task = asyncio.create_task(daemon.run())
@@ -122,7 +123,7 @@ async def test_after_a_reconnect_every_account_is_authorised_and_ready_again(
     # within the request timeout. Before admission, the hooks' requests that timed out
     # unsent were only logged ("session hook failed") and those accounts stayed unready.
     async with SimServer(_sim_config(ACCOUNTS)) as sim:
-        daemon = Daemon(
+        daemon = open_daemon(
             write_yaml(tmp_path / "c.yaml", _config(sim, tmp_path)),
             environ={},
             notifier=SystemdNotifier(env={}),

@@ -1,0 +1,20 @@
+"""The daemon's own timing, in one value: production uses the defaults, tests pass their
+own (a short status period, a fast P&L refresh) instead of patching module constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonTiming:
+    status_interval_s: float = 5.0
+    """Period of the main loop's work: STATUS=, equity stops, housekeeping."""
+    pnl_interval_s: float = 15.0
+    """Refresh of an account's unrealised P&L where equity matters (equity sizing, stops)."""
+    account_start_timeout_s: float = 120.0
+    """How long start-up waits for accounts that make no progress before READY=1."""
+    housekeeping_interval_s: float = 3600.0
+    """Period of the pruning of old history."""
+    history_days: int = 30
+    """Closed links and settled journal entries are kept this long."""
