@@ -79,7 +79,11 @@ class TokenKeeper:
         if stored is not None and same_pair(stored, pair):
             return False
         self._store.put_tokens(account_id, pair)
-        log.warning("stored token pair replaced by the config's bootstrap pair", account=account_id)
+        log.warning(
+            "tokens replaced by the bootstrap pair",
+            account_id=account_id,
+            reason="the stored pair was refused; the config holds another",
+        )
         return True
 
     def current(self, account_id: int) -> StoredTokens:
@@ -125,7 +129,9 @@ class TokenKeeper:
                 self._now_ms(),
             )
             self._store.put_tokens_many({acc: stored for acc in {account_id, *group}})
-            log.info("tokens refreshed", accounts=sorted({account_id, *group}))
+            log.info(
+                "tokens refreshed", account_id=account_id, account_ids=sorted({account_id, *group})
+            )
             return stored
 
     def _now_ms(self) -> int:

@@ -137,7 +137,7 @@ class AlertDispatcher:
             try:
                 queue.put_nowait(body)
             except asyncio.QueueFull:
-                log.warning("alert dropped: sink queue full", sink=sink.name, cause=cause)
+                log.warning("alert dropped", sink=sink.name, cause=cause, reason="sink queue full")
 
     async def _drain(self, sink: Sink, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
@@ -160,7 +160,9 @@ class AlertDispatcher:
                 error = f"{sink.name}: {type(exc).__name__}"
             if attempt == ATTEMPTS:
                 break
-            log.info("alert delivery failed; retrying", sink=sink.name, error=error, in_s=delay)
+            log.info(
+                "alert delivery failed", sink=sink.name, error=error, attempt=attempt, in_s=delay
+            )
             await asyncio.sleep(delay)
             delay *= 2
         self.failed += 1

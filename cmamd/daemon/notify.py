@@ -79,7 +79,9 @@ class SystemdNotifier:
         self._address = env.get("NOTIFY_SOCKET") or None
         if self._address is not None and not self._address.startswith(("/", "@")):
             log.warning(
-                "unsupported NOTIFY_SOCKET address; not notifying systemd", address=self._address
+                "systemd notify disabled",
+                address=self._address,
+                reason="unsupported NOTIFY_SOCKET address",
             )
             self._address = None
         self._transport: _Transport | None = None
