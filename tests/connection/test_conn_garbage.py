@@ -8,23 +8,16 @@ from collections.abc import AsyncIterator
 import pytest
 import structlog
 
-from cmamd.connection import Backoff, OpenApiConnection
+from cmamd.connection import OpenApiConnection
 from cmamd.log_limits import LimitedLog
 from cmamd.protocol.proto import messages_pb2 as pb
 
-from .conn_fakes import CLIENT_ID, CLIENT_SECRET, FakeOpenApi, eventually
+from .conn_fakes import FakeOpenApi, eventually, quick_connection
 
 
 @pytest.fixture
 async def conn(fake_server: FakeOpenApi) -> AsyncIterator[OpenApiConnection]:
-    connection = OpenApiConnection(
-        fake_server.url,
-        CLIENT_ID,
-        CLIENT_SECRET,
-        name="garbage-test",
-        request_timeout_s=2.0,
-        backoff=Backoff(0.01, 0.05),
-    )
+    connection = quick_connection(fake_server.url, name="garbage-test")
     yield connection
     await connection.close()
 

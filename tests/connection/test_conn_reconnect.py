@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cmamd.connection import (
-    Backoff,
     ConnectionClosedError,
     OpenApiConnection,
     Priority,
@@ -20,25 +19,17 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 
 from .conn_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     FakeOpenApi,
     Reply,
     default_replies,
     eventually,
+    quick_connection,
 )
 
 
 @pytest.fixture
 async def conn(fake_server: FakeOpenApi) -> AsyncIterator[OpenApiConnection]:
-    connection = OpenApiConnection(
-        fake_server.url,
-        CLIENT_ID,
-        CLIENT_SECRET,
-        name="reconnect-test",
-        request_timeout_s=2.0,
-        backoff=Backoff(0.01, 0.05),
-    )
+    connection = quick_connection(fake_server.url, name="reconnect-test")
     yield connection
     await connection.close()
 

@@ -10,14 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from polling import reached, wait_until
+from polling import first_value, reached, wait_until
 
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
@@ -76,16 +75,19 @@ class NotifySocket:
                 return self.messages
 
     async def wait_for(self, predicate: Callable[[str], bool], timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
         seen = 0
-        while time.monotonic() < deadline:
+
+        def match() -> str | None:
+            nonlocal seen
             self.drain()
-            for message in self.messages[seen:]:
-                if predicate(message):
-                    return message
+            found = next((m for m in self.messages[seen:] if predicate(m)), None)
             seen = len(self.messages)
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no matching notification; got {self.messages}")
+            return found
+
+        message = await first_value(match, timeout, 0.02)
+        if message is None:
+            raise AssertionError(f"no matching notification; got {self.messages}")
+        return message
 
     def close(self) -> None:
         self.sock.close()

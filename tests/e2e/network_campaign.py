@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from polling import reached
 
 from cmamd.protocol.codec import payload_type_of
 from cmamd.protocol.errors import OrderError
@@ -184,11 +185,13 @@ def worst_window(sim: SimServer) -> int:
 async def converge(
     sim: SimServer, master: int, followers: dict[str, int], timeout: float
 ) -> dict[str, list[str]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        problems = {
-            name: follower_mismatches(sim, master, account) for name, account in followers.items()
-        }
-        if not any(problems.values()) or time.monotonic() > deadline:
-            return problems
-        await asyncio.sleep(0.1)
+    problems: dict[str, list[str]] = {}
+
+    def converged() -> bool:
+        problems.update(
+            (name, follower_mismatches(sim, master, account)) for name, account in followers.items()
+        )
+        return not any(problems.values())
+
+    await reached(converged, timeout, 0.1)
+    return problems

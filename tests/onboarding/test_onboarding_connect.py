@@ -8,10 +8,11 @@ import ssl
 from pathlib import Path
 
 import yaml
+from ports import free_port
 
 from cmamd.sim import SimConfig, SimServer
 
-from .kit import free_port, onboarding_config, run_cmamd
+from .kit import onboarding_config, run_cmamd
 
 ACCOUNTS = [{"name": "f1", "account_id": 3_202_001, "live": False}]
 
