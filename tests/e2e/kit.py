@@ -188,3 +188,13 @@ def positions_by_label(sim: SimServer, account_id: int) -> dict[str, list[Positi
     for position in sim.broker.positions(account_id):
         result.setdefault(position.label, []).append(position)
     return result
+
+
+MakeConfig = Callable[..., Path]
+Daemons = Callable[..., InProcessDaemon]
+
+
+async def started(daemons: Daemons, config: Path) -> InProcessDaemon:
+    daemon = daemons(config)
+    await daemon.start()
+    return daemon
