@@ -9,7 +9,7 @@ import pytest
 from cmamd.demo.master import MasterTrader
 from cmamd.sim import SimConfig, SimServer
 
-from .kit import InProcessDaemon, daemon_config, write_yaml
+from .kit import InProcessDaemon, connect_master, daemon_config, write_yaml
 
 
 @pytest.fixture
@@ -51,18 +51,6 @@ async def daemons() -> AsyncIterator[Callable[..., InProcessDaemon]]:
     yield make
     for daemon in started:
         await daemon.stop()
-
-
-async def connect_master(sim: SimServer, name: str = "master") -> MasterTrader:
-    described = sim.describe()
-    account = next(a for a in described["accounts"] if a["name"] == name)
-    return await MasterTrader.connect(
-        sim.url,
-        described["client_id"],
-        described["client_secret"],
-        account["account_id"],
-        account["access_token"],
-    )
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from polling import first_value, reached, wait_until
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
+from cmamd.demo.master import MasterTrader
 from cmamd.sim import SimServer
 from cmamd.sim.snapshots import Position
 
@@ -198,3 +199,15 @@ async def started(daemons: Daemons, config: Path) -> InProcessDaemon:
     daemon = daemons(config)
     await daemon.start()
     return daemon
+
+
+async def connect_master(sim: SimServer, name: str = "master") -> MasterTrader:
+    described = sim.describe()
+    account = next(a for a in described["accounts"] if a["name"] == name)
+    return await MasterTrader.connect(
+        sim.url,
+        described["client_id"],
+        described["client_secret"],
+        account["account_id"],
+        account["access_token"],
+    )

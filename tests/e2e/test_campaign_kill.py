@@ -38,8 +38,7 @@ from .campaign import (
     transient_duplicates,
     verdict,
 )
-from .conftest import connect_master
-from .kit import DaemonProcess, eventually
+from .kit import DaemonProcess, connect_master, eventually
 
 READY = '"event": "ready"'
 LOT = 100_000  # EURUSD/GBPUSD/USDJPY minimum and step (0.01 lot)
