@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import structlog
 from google.protobuf.message import Message
+from order_requests import market_order
 from ports import free_port
 
 from cmamd.connection import (
@@ -56,13 +57,7 @@ async def make_conn(fake_server: FakeOpenApi) -> AsyncIterator[Factory]:
 
 
 def new_order(account_id: int = 5) -> pb.ProtoOANewOrderReq:
-    return pb.ProtoOANewOrderReq(
-        ctidTraderAccountId=account_id,
-        symbolId=1,
-        orderType=model_pb2.MARKET,
-        tradeSide=model_pb2.BUY,
-        volume=100_000,
-    )
+    return market_order(account_id)
 
 
 def execution(

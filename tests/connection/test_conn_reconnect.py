@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from order_requests import market_order
 
 from cmamd.connection import (
     ConnectionClosedError,
@@ -35,13 +36,7 @@ async def conn(fake_server: FakeOpenApi) -> AsyncIterator[OpenApiConnection]:
 
 
 def new_order() -> pb.ProtoOANewOrderReq:
-    return pb.ProtoOANewOrderReq(
-        ctidTraderAccountId=5,
-        symbolId=1,
-        orderType=model_pb2.MARKET,
-        tradeSide=model_pb2.SELL,
-        volume=1000,
-    )
+    return market_order(5, 1000, model_pb2.SELL)
 
 
 def swallow_orders(envelope: Envelope) -> list[Reply] | None:
