@@ -22,6 +22,7 @@ from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
 from cmamd.demo.master import MasterTrader
+from cmamd.protocol.proto import messages_pb2
 from cmamd.sim import SimServer
 from cmamd.sim.snapshots import Position
 
@@ -211,3 +212,22 @@ async def connect_master(sim: SimServer, name: str = "master") -> MasterTrader:
         account["account_id"],
         account["access_token"],
     )
+
+
+def new_order_requests(sim: SimServer, account_id: int, since: int = 0) -> list[Any]:
+    """The new-order requests the simulator received for ``account_id`` (from record ``since``)."""
+    return [
+        r
+        for r in sim.record[since:]
+        if isinstance(r.message, messages_pb2.ProtoOANewOrderReq)
+        and r.message.ctidTraderAccountId == account_id
+    ]
+
+
+def without_access_tokens(config: Path) -> Path:
+    """The config with each account's refresh token alone: the daemon rotates them at start."""
+    data = yaml.safe_load(config.read_text())
+    for account in data["accounts"]:
+        del account["access_token"]
+    config.write_text(yaml.safe_dump(data))
+    return config

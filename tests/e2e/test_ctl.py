@@ -33,7 +33,7 @@ from .ctl_kit import (
     started,
     status,
 )
-from .kit import ROOT, DaemonProcess, eventually
+from .kit import ROOT, DaemonProcess, eventually, new_order_requests
 
 __all__ = ["socket_dir"]  # the fixture, used by name
 NEW_ORDER, CLOSE_POSITION = "ProtoOANewOrderReq", "ProtoOAClosePositionReq"
@@ -211,12 +211,7 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
         await master.market(symbol, Side.SELL, "0.10")
 
     def opens_queued() -> bool:
-        sent = [
-            r
-            for r in sim.record[before:]
-            if isinstance(r.message, pb.ProtoOANewOrderReq)
-            and r.message.ctidTraderAccountId == hedged
-        ]
+        sent = new_order_requests(sim, hedged, since=before)
         return len(store.open_intents()) == 2 and not sent
 
     await eventually(opens_queued, 10, "two copies' opens journaled and waiting for the budget")
