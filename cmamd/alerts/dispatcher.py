@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cmamd.alerts.bus import alert_line_fields
 from cmamd.alerts.sinks import Command, Sink, SinkError, TelegramBot, Webhook
 from cmamd.config.operating import AlertsConfig
 from cmamd.logs import get_logger
@@ -118,9 +119,7 @@ class AlertDispatcher:
             log.exception("alert not queued", cause=cause)
 
     def _alert(self, cause: str, text: str, details: dict[str, Any]) -> None:
-        log.warning(
-            "alert", cause=cause, text=text, **{f"alert_{k}": v for k, v in details.items()}
-        )
+        log.warning("alert", **alert_line_fields(cause, text, details))
         if cause not in self._config.causes or not self._queues:
             return
         send, repeats = self._gate.admit(cause, subject_of(details))
