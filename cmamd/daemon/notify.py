@@ -122,7 +122,11 @@ class SystemdNotifier:
         try:
             usec = int(self._watchdog_usec)
         except ValueError:
-            log.warning("ignoring malformed WATCHDOG_USEC", value=self._watchdog_usec)
+            log.warning(
+                "systemd watchdog disabled",
+                value=self._watchdog_usec,
+                reason="malformed WATCHDOG_USEC",
+            )
             return None
         return usec / 2 / 1_000_000 if usec > 0 else None
 
