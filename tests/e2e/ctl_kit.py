@@ -78,9 +78,19 @@ def destination(doc: dict[str, Any], follower: str, rule_name: str = "main") -> 
     )
 
 
-def copies(sim: SimServer, follower: int, master: int) -> list[Any]:
+def _copies_by_key(sim: SimServer, follower: int, master: int) -> list[tuple[str, Any]]:
+    """(master item key, position) of each of the follower's copies of ``master``."""
     return [
-        p
+        (parsed[1], p)
         for p in sim.broker.positions(follower)
         if (parsed := parse_label(p.label)) is not None and parsed[0] == master
     ]
+
+
+def copies(sim: SimServer, follower: int, master: int) -> list[Any]:
+    return [p for _, p in _copies_by_key(sim, follower, master)]
+
+
+def copied_keys(sim: SimServer, follower: int, master: int) -> list[str]:
+    """The master item keys (``p<id>``) of the follower's copies of ``master``."""
+    return [key for key, _ in _copies_by_key(sim, follower, master)]

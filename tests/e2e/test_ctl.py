@@ -18,12 +18,13 @@ import yaml
 from cmamd.accounts.model import Side
 from cmamd.demo.master import MasterTrader
 from cmamd.protocol.proto import messages_pb2 as pb
-from cmamd.replication.labels import label, parse_label
+from cmamd.replication.labels import parse_label
 from cmamd.sim import SimServer
 
 from .ctl_kit import (
     Daemons,
     MakeConfig,
+    copied_keys,
     copies,
     ctl,
     destination,
@@ -101,9 +102,7 @@ async def test_pause_stops_opening_but_follows_closes_and_survives_a_restart(
     assert (code, out) == (0, "follower-hedged: paused\n")
     paused = await master.market("GBPUSD", Side.SELL, "0.10")
     await first.settle()
-    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
-        label(ids["master"], f"p{before}")
-    ]
+    assert copied_keys(sim, hedged, ids["master"]) == [f"p{before}"]
     assert len(copies(sim, netted, ids["master"])) == 2, "the other follower still copies"
     assert destination(await status(socket_dir), "follower-hedged")["mode_source"] == "ctl pause"
 
@@ -124,9 +123,7 @@ async def test_pause_stops_opening_but_follows_closes_and_survives_a_restart(
     assert (dest["mode"], dest["mode_source"]) == ("on", "yaml")
     after = await master.market("USDJPY", Side.BUY, "0.10")
     await second.settle()
-    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
-        label(ids["master"], f"p{after}")
-    ]
+    assert copied_keys(sim, hedged, ids["master"]) == [f"p{after}"]
 
 
 async def test_pause_a_rule_and_mode_override_persist_and_show_their_source(
@@ -258,9 +255,7 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
     assert code == 0
     later = await master.market("GBPUSD", Side.BUY, "0.10")
     await again.settle()
-    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
-        label(ids["master"], f"p{later}")
-    ]
+    assert copied_keys(sim, hedged, ids["master"]) == [f"p{later}"]
 
 
 async def test_flatten_asks_for_confirmation_and_does_nothing_without_it(
