@@ -102,9 +102,37 @@ def event_problem(event: str) -> str | None:
     return None
 
 
-def log_findings(source: str) -> list[Finding]:
+def _synonym_findings(call: ast.Call) -> list[Finding]:
     found = []
-    for call in log_calls(ast.parse(source)):
+    for keyword in call.keywords:
+        if keyword.arg is None or keyword.arg == "event":
+            continue
+        canonical = FIELD_SYNONYMS.get(keyword.arg.lower())
+        if canonical is not None:
+            found.append(Finding(call.lineno, f"field {keyword.arg!r}: write {canonical!r}"))
+    return found
+
+
+_BINDERS = frozenset({"bind", "bind_contextvars"})
+
+
+def context_binds(tree: ast.AST) -> list[ast.Call]:
+    """Calls that add fields to every later line: ``log.bind(...)``, ``bind_contextvars(...)``."""
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr in _BINDERS)
+            or (isinstance(node.func, ast.Name) and node.func.id in _BINDERS)
+        )
+    ]
+
+
+def log_findings(source: str) -> list[Finding]:
+    tree = ast.parse(source)
+    found = [finding for call in context_binds(tree) for finding in _synonym_findings(call)]
+    for call in log_calls(tree):
         event_node = call.args[0] if call.args else None
         for keyword in call.keywords:
             if keyword.arg == "event":
@@ -118,12 +146,7 @@ def log_findings(source: str) -> list[Finding]:
         names = {keyword.arg for keyword in call.keywords}
         if "volume" in names and "lots" not in names:
             found.append(Finding(call.lineno, "field 'volume' without 'lots'"))
-        for keyword in call.keywords:
-            if keyword.arg is None or keyword.arg == "event":
-                continue
-            canonical = FIELD_SYNONYMS.get(keyword.arg.lower())
-            if canonical is not None:
-                found.append(Finding(call.lineno, f"field {keyword.arg!r}: write {canonical!r}"))
+        found += _synonym_findings(call)
     return found
 
 

@@ -78,5 +78,13 @@ def test_a_synonym_of_a_canonical_field_is_refused() -> None:
     assert problems('log.info("x", errorCode="E")') == ["field 'errorCode': write 'code'"]
 
 
+def test_a_synonym_bound_as_context_is_refused() -> None:
+    assert problems('self._log = get_logger("x").bind(acct=name)') == [
+        "field 'acct': write 'account'"
+    ]
+    assert problems("bind_contextvars(conn_id=3)") == ["field 'conn_id': write 'connection'"]
+    assert problems('log.bind(account="a").info("account ready")') == []
+
+
 def test_a_volume_goes_with_its_lots() -> None:
     assert problems('log.info("copy sent", volume=100)') == ["field 'volume' without 'lots'"]
