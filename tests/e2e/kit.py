@@ -127,6 +127,11 @@ class DaemonProcess:
         self.log.close()
         return self.proc.returncode
 
+    async def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM, as systemd stops the service; the exit code once it exited."""
+        self.signal(signal.SIGTERM)
+        return await self.wait(timeout)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

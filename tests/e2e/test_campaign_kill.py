@@ -318,8 +318,7 @@ async def test_kill_campaign_converges_without_duplicates_orphans_or_misses(
         with capsys.disabled():
             print(f"\n{line} ({time.monotonic() - started:.0f} s; {done})")
         assert tally.clean, "\n".join([line, *tally.details])
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
         await observer.close()

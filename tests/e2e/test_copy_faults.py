@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -144,8 +143,7 @@ async def test_crash_after_send_before_fill_adopts_the_copy_on_restart(
         await eventually(
             lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "copy closed"
         )
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
 
@@ -196,8 +194,7 @@ async def test_repeated_kill_9_during_trading_converges_without_duplicates(
             return True
 
         await eventually(converged, 15, "followers converge on the master")
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
 

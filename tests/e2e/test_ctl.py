@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -494,8 +493,7 @@ async def test_a_daemon_process_serves_ctl_in_its_runtime_directory(
         assert code == 2 and "invalid choice" in err
         code, out, _ = await run_ctl("pause", "follower-hedged")
         assert (code, out) == (0, "follower-hedged: paused\n")
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
     assert not path.exists()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +179,7 @@ async def test_an_open_confirmed_by_the_order_history_is_not_made_again_after_a_
         assert new_order_requests(sim, follower, since=mark) == []
         assert sim.broker.positions(follower) == []
         assert [p.position_id for p in sim.broker.positions(ids["master"])] == [position]
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
 
