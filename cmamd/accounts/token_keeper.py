@@ -80,9 +80,7 @@ class TokenKeeper:
             return False
         self._store.put_tokens(account_id, pair)
         log.warning(
-            "tokens replaced by the bootstrap pair",
-            account_id=account_id,
-            reason="the stored pair was refused; the config holds another",
+            "stored token pair replaced by the config's bootstrap pair", account_id=account_id
         )
         return True
 
@@ -129,9 +127,7 @@ class TokenKeeper:
                 self._now_ms(),
             )
             self._store.put_tokens_many({acc: stored for acc in {account_id, *group}})
-            log.info(
-                "tokens refreshed", account_id=account_id, account_ids=sorted({account_id, *group})
-            )
+            log.info("tokens refreshed", account_ids=sorted({account_id, *group}))
             return stored
 
     def _now_ms(self) -> int:

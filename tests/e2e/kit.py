@@ -227,12 +227,3 @@ def new_order_requests(sim: SimServer, account_id: int, since: int = 0) -> list[
         if isinstance(r.message, messages_pb2.ProtoOANewOrderReq)
         and r.message.ctidTraderAccountId == account_id
     ]
-
-
-def without_access_tokens(config: Path) -> Path:
-    """The config with each account's refresh token alone: the daemon rotates them at start."""
-    data = yaml.safe_load(config.read_text())
-    for account in data["accounts"]:
-        del account["access_token"]
-    config.write_text(yaml.safe_dump(data))
-    return config

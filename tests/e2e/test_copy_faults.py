@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cmamd.connection.errors import SendTimeout
 from cmamd.protocol.proto import messages_pb2 as pb
@@ -18,7 +19,7 @@ from cmamd.replication.links import Link, LinkStatus
 from cmamd.sim import SimConfig, SimServer
 from cmamd.state.store import StateStore
 
-from .kit import DaemonProcess, eventually, new_order_requests, without_access_tokens
+from .kit import DaemonProcess, eventually, new_order_requests
 
 NEW_ORDER = 2106
 READY = '"event": "ready"'
@@ -251,7 +252,11 @@ async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
     )  # due 1.5 s in
     monkeypatch.setattr("cmamd.accounts.token_keeper.REFRESH_MARGIN_FRACTION", 1.0)
     monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
-    config = without_access_tokens(make_config(ACCOUNTS, RULES))
+    config = make_config(ACCOUNTS, RULES)
+    data = yaml.safe_load(config.read_text())
+    for account in data["accounts"]:
+        del account["access_token"]  # a refresh token alone: rotated at start
+    config.write_text(yaml.safe_dump(data))
     daemon = daemons(config)
     await daemon.start()
 
@@ -355,7 +360,11 @@ class TestShortTokenLifetime:
         self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
     ) -> None:
         monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
-        config = without_access_tokens(make_config(ACCOUNTS, RULES))
+        config = make_config(ACCOUNTS, RULES)
+        data = yaml.safe_load(config.read_text())
+        for account in data["accounts"]:
+            del account["access_token"]  # a refresh token alone: rotated at start
+        config.write_text(yaml.safe_dump(data))
         daemon = daemons(config)
         await daemon.start()
 

@@ -56,7 +56,7 @@ FIELD_SYNONYMS: dict[str, str] = {
 
 # Values in an event: a number, a format placeholder, or "what: detail" / "what; then what".
 _VALUE_IN_EVENT = re.compile(r"[0-9%{}:;=]")
-MAX_EVENT_LENGTH = 48
+MAX_EVENT_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)

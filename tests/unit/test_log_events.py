@@ -19,7 +19,6 @@ BEING_CONVERTED = frozenset(
         "cmamd/control/server.py",
         "cmamd/daemon/supervisor.py",
         "cmamd/replication/audit.py",
-        "cmamd/replication/confirm.py",
         "cmamd/replication/executor.py",
         "cmamd/replication/identity.py",
         "cmamd/replication/store_fault.py",
