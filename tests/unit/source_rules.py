@@ -129,20 +129,62 @@ def context_binds(tree: ast.AST) -> list[ast.Call]:
     ]
 
 
+def event_tables(tree: ast.Module) -> dict[str, list[str]]:
+    """Module constants that hold nothing but string literals (``EVENTS = {Outcome.DONE:
+    "copy done", ...}``, ``READY = "account ready"``): an event may be taken from one."""
+    tables: dict[str, list[str]] = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+            target, value = statement.targets[0], statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            target, value = statement.target, statement.value
+        else:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        if isinstance(value, ast.Dict):
+            members: list[ast.expr] = list(value.values)
+        elif isinstance(value, ast.Tuple | ast.List | ast.Set):
+            members = list(value.elts)
+        else:
+            members = [value]
+        texts = [
+            m.value for m in members if isinstance(m, ast.Constant) and isinstance(m.value, str)
+        ]
+        if members and len(texts) == len(members):
+            tables[target.id] = texts
+    return tables
+
+
+def _events_of(node: ast.expr | None, tables: dict[str, list[str]]) -> list[str] | None:
+    """The texts an event expression can take, or None when it is not fixed in the source."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Subscript):
+        node = node.value  # EVENTS[outcome]: any of the table's texts
+    if isinstance(node, ast.Name) and node.id in tables:
+        return tables[node.id]
+    return None
+
+
 def log_findings(source: str) -> list[Finding]:
     tree = ast.parse(source)
+    tables = event_tables(tree)
     found = [finding for call in context_binds(tree) for finding in _synonym_findings(call)]
     for call in log_calls(tree):
         event_node = call.args[0] if call.args else None
         for keyword in call.keywords:
             if keyword.arg == "event":
                 event_node = keyword.value
-        if not (isinstance(event_node, ast.Constant) and isinstance(event_node.value, str)):
+        events = _events_of(event_node, tables)
+        if events is None:
             found.append(Finding(call.lineno, "event is not a plain string literal"))
         else:
-            problem = event_problem(event_node.value)
-            if problem is not None:
-                found.append(Finding(call.lineno, problem))
+            found += [
+                Finding(call.lineno, problem)
+                for problem in map(event_problem, events)
+                if problem is not None
+            ]
         names = {keyword.arg for keyword in call.keywords}
         if "volume" in names and "lots" not in names:
             found.append(Finding(call.lineno, "field 'volume' without 'lots'"))

@@ -64,6 +64,19 @@ def test_a_fixed_event_with_its_values_in_fields_passes() -> None:
     assert problems('plan.note(f"copying {x}")') == []
 
 
+def test_an_event_from_a_table_of_literals_is_checked_like_a_literal() -> None:
+    table = 'EVENTS = {Outcome.DONE: "copy done", Outcome.REJECTED: "copy rejected"}\n'
+    assert problems(table + "log_method(EVENTS[outcome], rule=rule)") == []
+    assert problems('READY = "account ready"\nlog.info(READY)') == []
+    bad = 'EVENTS = {1: "copy done", 2: "copy: rejected"}\nlog.info(EVENTS[n])'
+    assert problems(bad) == [
+        "event 'copy: rejected' carries values or a detail (put them in fields)"
+    ]
+    assert problems('EVENTS = {1: "copy done", 2: text}\nlog.info(EVENTS[n])') == [
+        "event is not a plain string literal"
+    ]
+
+
 def test_a_sentence_for_an_event_is_refused() -> None:
     assert problems('log.info("open with an unknown outcome confirmed by the order history today")')
 
