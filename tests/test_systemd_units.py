@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cmamd.cli import COMMANDS
-from cmamd.config.check import DEFAULT_PATH
+from cmamd.config.default_path import DEFAULT_CONFIG
 
 UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
 UNITS = ["cmamd.service", "cmamd@.service", "cmamd-notify-reload.service"]
@@ -162,7 +162,7 @@ def test_service_essentials(name: str) -> None:
 def test_main_unit_runs_the_default_config_and_reloads_through_the_cli() -> None:
     assert values("cmamd.service", "Type") == ["notify"]
     assert values("cmamd.service", "ExecStart") == [
-        f"{INSTALLED_BINARY} run --config {DEFAULT_PATH}"
+        f"{INSTALLED_BINARY} run --config {DEFAULT_CONFIG}"
     ]
     assert values("cmamd.service", "ExecReload") == [f"{INSTALLED_BINARY} reload --pid $MAINPID"]
     assert values("cmamd.service", "StateDirectory") == ["cmamd"]

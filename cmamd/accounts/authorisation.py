@@ -76,7 +76,8 @@ class Authoriser:
             elif self._tokens.adopt_bootstrap(self._account_id):
                 # The stored pair is refused and the config offers another one: try it, once.
                 self._log.warning(
-                    "stored token pair refused; trying the bootstrap pair from the config",
+                    "stored token pair refused",
+                    next="trying the bootstrap pair from the config",
                     error=str(exc),
                 )
             else:
@@ -128,7 +129,9 @@ class Authoriser:
             # Sent, no answer: the server may or may not have rotated the pair. If it did
             # not, the held refresh token still works; if it did, it is refused now and the
             # caller falls back on the held access token, then asks for `cmamd auth`.
-            self._log.warning("token refresh reply lost; trying the held refresh token again")
+            self._log.warning(
+                "token refresh reply lost", next="trying the held refresh token again"
+            )
             try:
                 await self._connection.wait_ready(timeout=LOST_REFRESH_WAIT_S)
             except Exception:  # link still down or closing: a transient, retried later
@@ -160,4 +163,4 @@ class Authoriser:
                 if is_token_refusal(exc):
                     on_refused(f"token rotation refused: {exc}")
                     continue
-                self._log.warning("token rotation failed; retrying later", error=str(exc))
+                self._log.warning("token rotation failed", error=str(exc), next="retrying later")

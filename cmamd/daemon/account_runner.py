@@ -98,7 +98,7 @@ class AccountRunner:
         starting.add_done_callback(self._starting.discard)
         done, _ = await asyncio.wait({starting}, timeout=self._timing.account_start_timeout_s)
         if not done:
-            log.warning("account still starting; going on without it", account=account.name)
+            log.warning("account still starting", account=account.name, next="going on without it")
 
     async def stop(self, name: str, *, logout: bool) -> None:
         session = self.sessions.pop(name, None)

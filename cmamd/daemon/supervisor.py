@@ -153,7 +153,9 @@ class Daemon:
             lambda: self.sessions.values(), self.timing.account_start_timeout_s
         )
         if still_starting:
-            log.warning("accounts still starting; going on without them", accounts=still_starting)
+            log.warning(
+                "accounts still starting", accounts=still_starting, next="going on without them"
+            )
         await self.replicator.confirm_unfinished_opens(self._now_ms())
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self.routes(config))
@@ -163,7 +165,9 @@ class Daemon:
         self.started.set()
         log.info("ready", **self._counts())
         for name, reason in not_ready((a.name for a in config.enabled_accounts), self.sessions):
-            log.error("account not ready; retried in the background", account=name, reason=reason)
+            log.error(
+                "account not ready", account=name, reason=reason, next="retried in the background"
+            )
 
     def _abort_if_credentials_refused(self) -> None:
         # Retrying cannot fix them and a restart loop would hammer the auth endpoint:

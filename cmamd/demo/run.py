@@ -73,7 +73,8 @@ class DemoWorld:
     async def settle(self, quiet_s: float = 0.15, timeout_s: float = 10.0) -> None:
         """Wait until the daemon has had nothing to do for ``quiet_s``."""
         replicator = self.daemon.replicator
-        assert replicator is not None
+        if replicator is None:
+            raise RuntimeError("the demo's daemon has not started replicating")
         await replicator.queue.wait_quiet(quiet_s, timeout_s)
 
 

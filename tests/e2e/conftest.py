@@ -11,7 +11,7 @@ from cmamd.demo.master import MasterTrader
 from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimConfig, SimServer
 
-from .kit import InProcessDaemon, WorldClock, daemon_config, write_yaml
+from .kit import InProcessDaemon, WorldClock, connect_master, daemon_config, write_yaml
 
 
 @pytest.fixture
@@ -70,18 +70,6 @@ async def daemons(world_clock: WorldClock) -> AsyncIterator[Callable[..., InProc
     yield make
     for daemon in started:
         await daemon.stop()
-
-
-async def connect_master(sim: SimServer, name: str = "master") -> MasterTrader:
-    described = sim.describe()
-    account = next(a for a in described["accounts"] if a["name"] == name)
-    return await MasterTrader.connect(
-        sim.url,
-        described["client_id"],
-        described["client_secret"],
-        account["account_id"],
-        account["access_token"],
-    )
 
 
 @pytest.fixture

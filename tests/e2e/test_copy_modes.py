@@ -6,7 +6,6 @@ its own client, and each test has a control destination or a recorded decision s
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,13 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
-from .kit import FAST_LOOP, InProcessDaemon, WorldClock, eventually
-
-MakeConfig = Callable[..., Path]
-Daemons = Callable[..., InProcessDaemon]
+from .kit import FAST_LOOP, Daemons, InProcessDaemon, MakeConfig, WorldClock, eventually, started
 
 
 def rules(
     *destinations: dict[str, Any], name: str = "main", source: str = "master"
 ) -> list[dict[str, Any]]:
     return [{"name": name, "source": source, "destinations": list(destinations)}]
-
-
-async def started(daemons: Daemons, config: Path) -> InProcessDaemon:
-    daemon = daemons(config)
-    await daemon.start()
-    return daemon
 
 
 def held(sim: SimServer, account_id: int) -> list[tuple[int, str, int, float | None, float | None]]:

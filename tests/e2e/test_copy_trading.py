@@ -10,11 +10,10 @@ from typing import Any
 
 from cmamd.accounts.model import OrderKind, Side
 from cmamd.demo.master import MasterTrader
-from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer, snapshots
 
-from .kit import InProcessDaemon, WorldClock, eventually
+from .kit import InProcessDaemon, WorldClock, eventually, new_order_requests
 
 FOLLOWERS = ["follower-hedged", "follower-suffix", "follower-netted"]
 RULES = [
@@ -239,12 +238,7 @@ async def test_rejected_follower_order_is_logged_and_not_retried(
     second = await master.market("EURUSD", Side.BUY, "0.20")
     await daemon.settle()
     assert held(sim, ids["follower-hedged"]) == [("EURUSD", "buy", 2_000_000, None, None)]
-    sent = [
-        r
-        for r in sim.record
-        if isinstance(r.message, pb.ProtoOANewOrderReq)
-        and r.message.ctidTraderAccountId == ids["follower-hedged"]
-    ]
+    sent = new_order_requests(sim, ids["follower-hedged"])
     assert len(sent) == 2, "the rejected copy is not sent again"
     assert daemon.daemon is not None and daemon.daemon.store is not None
     store = daemon.daemon.store

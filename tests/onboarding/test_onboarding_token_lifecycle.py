@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.kit import InProcessDaemon, daemon_config, eventually, write_yaml
+from e2e.kit import InProcessDaemon, connect_master, daemon_config, eventually, write_yaml
 
 from cmamd.accounts import recovery
 from cmamd.accounts.model import Side
-from cmamd.demo.master import MasterTrader
 from cmamd.sim import SimConfig, SimServer
 from cmamd.sim.defaults import default_config_data
 from cmamd.state.shared_tokens import read_view
@@ -77,18 +76,6 @@ async def running(
     await daemon.stop()
 
 
-async def _master(sim: SimServer) -> MasterTrader:
-    described = sim.describe()
-    account = next(a for a in described["accounts"] if a["name"] == "master")
-    return await MasterTrader.connect(
-        sim.url,
-        described["client_id"],
-        described["client_secret"],
-        account["account_id"],
-        account["access_token"],
-    )
-
-
 def _id(sim: SimServer, name: str) -> int:
     return sim.config.account(name).account_id
 
@@ -143,7 +130,7 @@ async def test_a_lost_refresh_reply_stops_only_that_pair_until_cmamd_auth(
     assert report["follower-hedged"]["needs_reauthorisation"] is None
 
     # the others keep copying
-    master = await _master(sim)
+    master = await connect_master(sim)
     try:
         await master.market("EURUSD", Side.BUY, "0.10")
         await daemon.settle()
