@@ -41,6 +41,16 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _daemon_module() -> list[str]:
+    """``CMAMD_BENCH_PROFILE=DIR``: run each daemon under cProfile (bench/profiled.py), one
+    stats file per run in DIR; the figures are inflated but the shares hold."""
+    where = os.environ.get("CMAMD_BENCH_PROFILE")
+    if not where:
+        return ["cmamd"]
+    Path(where).mkdir(parents=True, exist_ok=True)
+    return ["bench.profiled", f"{where}/daemon-{time.monotonic_ns()}.prof"]
+
+
 class SimProcess:
     def __init__(self, proc: asyncio.subprocess.Process, described: dict[str, Any]) -> None:
         self.proc = proc
@@ -101,7 +111,7 @@ class DaemonProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "cmamd",
+                *_daemon_module(),
                 "run",
                 "--config",
                 str(self.config),
