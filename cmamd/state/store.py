@@ -7,8 +7,8 @@ journal entry of an order is written together with the link update it belongs to
 The file holds live credentials: the directory is 0700 and the database files 0600 whatever
 the umask.
 
-Durability has two levels (see docs/operations.md, "What survives a crash"). Links, the
-journal and meta go through the write-behind op log (write_behind.py): a write is in the
+Durability has two levels (see docs/operations.md, "What survives a crash"). Links and the
+journal go through the write-behind op log (write_behind.py): a write is in the
 operating system once the call returns, so it survives the process being killed (kill -9,
 OOM, a crash), but not a power cut or kernel panic, which may drop the last writes. They
 are on the copy path, and what a power cut could drop is settled by the deterministic label
@@ -19,7 +19,8 @@ is single-use and must survive anything once it is about to be used.
 
 The API stays synchronous: a write is a check against what is pending plus one
 ``write(2)``; a read of links or the journal first waits for the writer to catch up (they
-are read at start-up and by operators, not on the copy path); meta reads see pending writes.
+are read at start-up and by operators, not on the copy path). Tokens and meta are written
+at once (another process writes them too, see shared_tokens.py).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ __all__ = [
 
 DB_NAME = "cmamd.sqlite3"
 LOCK_NAME = "cmamd.lock"
+RECENT_INTENTS = 4096  # outcomes kept in memory (a few hundred bytes each)
 
 
 def wall_clock_ms() -> int:
@@ -104,9 +106,9 @@ class StateStore:
         self._lock_fd = lock_fd
         self._clock_ms = clock_ms
         self.path = path
-        # Written but not yet in sqlite (entries carry the op's sequence number); guarded
-        # by the writer's guard, dropped once the writer has applied them.
-        self._pending_meta: dict[str, tuple[int, str]] = {}
+        # Guarded by the writer's guard: the outcomes of the intents this process journaled
+        # lately, applied or not, with the op's sequence number (only this process writes
+        # the journal: they are the truth), so that settling one needs no read.
         self._pending_intents: dict[str, tuple[int, str | None]] = {}
         self._writer = WriteBehind(conn, self._db_lock, path.with_name(LOG_NAME), self._applied)
 
@@ -202,9 +204,12 @@ class StateStore:
 
     def _applied(self, seq: int) -> None:
         """The writer has applied everything up to ``seq`` (called under its guard)."""
-        for pending in (self._pending_meta, self._pending_intents):
-            for key in [k for k, (at, _) in pending.items() if at <= seq]:
-                del pending[key]
+        # Oldest first (insertion order): only applied ones may go, sqlite has them.
+        excess = len(self._pending_intents) - RECENT_INTENTS
+        for key, (at, _) in list(self._pending_intents.items())[: max(excess, 0)]:
+            if at > seq:
+                break
+            del self._pending_intents[key]
 
     def flush(self) -> None:
         """Wait until sqlite holds every write made so far (tests, clean shutdown)."""
@@ -442,6 +447,7 @@ class StateStore:
             if known in SETTLED_OUTCOMES:
                 raise StateError(f"intent {intent_id!r} is already settled as {known!r}")
             seq = self._writer.submit([statement])
+            self._pending_intents.pop(intent_id, None)  # now the newest
             self._pending_intents[intent_id] = (seq, outcome)
 
     def open_intents(self) -> list[JournalEntry]:
@@ -482,30 +488,21 @@ class StateStore:
 
     # --- meta -----------------------------------------------------------------------------
 
+    # Meta is written at once, not behind: `cmamd auth` (shared_tokens.py) writes marks
+    # here while the daemon runs, and a write applied later would undo its newer one.
+
     def get_meta(self, key: str) -> str | None:
-        with self._writer.guard:
-            pending = self._pending_meta.get(key)
-            if pending is not None:
-                return pending[1]
-            rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
     def meta_items(self, prefix: str) -> dict[str, str]:
         """Every meta entry whose key starts with ``prefix`` (keys returned whole)."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        with self._writer.guard:
-            rows = self._read(
-                "SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\'", (escaped + "%",)
-            )
-            found = {str(key): str(value) for key, value in rows}
-            found.update(
-                (key, value)
-                for key, (_, value) in self._pending_meta.items()
-                if key.startswith(prefix)
-            )
-        return found
+        rows = self._read(
+            "SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\'", (escaped + "%",)
+        )
+        return {str(key): str(value) for key, value in rows}
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._writer.guard:
-            seq = self._writer.submit([(_UPSERT_META, (key, value))])
-            self._pending_meta[key] = (seq, value)
+        with self._transaction() as conn:
+            conn.execute(_UPSERT_META, (key, value))

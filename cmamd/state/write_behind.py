@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,10 @@ log = get_logger(__name__)
 
 LOG_NAME = "cmamd.oplog"
 APPLIED_KEY = "state:oplog_applied"
+# How long the writer gathers ops after the first before it commits: a copy's writes (its
+# intent, then its outcome and link a fill later) share one transaction. A read or close
+# that waits for the writer ends the wait at once.
+GROUP_WINDOW_S = 0.01
 
 # One SQL statement with its parameters; an op is the statements of one store call.
 Statement = tuple[str, Sequence[Any]]
@@ -126,6 +131,7 @@ class WriteBehind:
             self._seq = self._applied = _applied_seq(conn)
         self._failure: BaseException | None = None
         self._closing = False
+        self._hurry = 0  # callers waiting in flush()
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._fd = os.open(path, flags, 0o600)
         os.fchmod(self._fd, 0o600)
@@ -154,8 +160,13 @@ class WriteBehind:
     def flush(self) -> None:
         """Wait until sqlite holds every op submitted so far."""
         with self.guard:
-            while self._applied < self._seq and self._failure is None:
-                self.guard.wait()
+            self._hurry += 1
+            self.guard.notify_all()
+            try:
+                while self._applied < self._seq and self._failure is None:
+                    self.guard.wait()
+            finally:
+                self._hurry -= 1
             self.check()
 
     def close(self) -> None:
@@ -172,6 +183,11 @@ class WriteBehind:
                     self.guard.wait()
                 if not self._queue:
                     return
+                left = GROUP_WINDOW_S
+                while left > 0 and not (self._closing or self._hurry):
+                    started = time.monotonic()
+                    self.guard.wait(left)
+                    left -= time.monotonic() - started
                 batch = list(self._queue)
                 self._queue.clear()
             try:

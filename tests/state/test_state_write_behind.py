@@ -38,7 +38,6 @@ def test_copy_path_writes_run_no_sql_on_the_callers_thread(tmp_path: Path) -> No
         store.record_intent(link("p1"), "i1", 2, "p1", "open", "cm-1", {"volume": 100})
         store.put_link(link("p1", "open"))
         store.journal_outcome("i1", "done", "")
-        store.set_meta("origin:2:p9", "p1")
         store.flush()
         store._conn.set_trace_callback(None)
         assert threads, "the writer applied nothing"
@@ -50,11 +49,8 @@ def test_reads_see_every_write_made_before_them(tmp_path: Path) -> None:
     with StateStore.open(tmp_path) as store:
         for n in range(200):
             store.record_intent(link(f"p{n}"), f"i{n}", 2, f"p{n}", "open", None, {})
-            store.set_meta(f"m:{n}", str(n))
             if n % 2:
                 store.journal_outcome(f"i{n}", "done", "")
-        assert store.get_meta("m:199") == "199"
-        assert len(store.meta_items("m:")) == 200
         assert len(store.links()) == 200
         assert [e.intent_id for e in store.open_intents()] == [f"i{n}" for n in range(0, 200, 2)]
         with pytest.raises(StateError, match="already settled"):
@@ -80,6 +76,7 @@ def _meta_statement(key: str, value: str) -> tuple[str, list[Any]]:
 
 def test_open_applies_what_the_log_holds_past_the_applied_mark(tmp_path: Path) -> None:
     with StateStore.open(tmp_path) as store:
+        store.put_link(link("p0"))
         store.set_meta("a", "applied")
         store.flush()
         applied = int(store.get_meta(APPLIED_KEY) or 0)
@@ -92,7 +89,7 @@ def test_open_applies_what_the_log_holds_past_the_applied_mark(tmp_path: Path) -
         assert store.get_meta("a") == "applied"
         assert store.get_meta("b") == "replayed"
         assert store.get_meta(APPLIED_KEY) == str(applied + 1)
-        store.set_meta("c", "after")  # numbering goes on from the replayed op
+        store.put_link(link("p1"))  # numbering goes on from the replayed op
         store.flush()
         assert store.get_meta(APPLIED_KEY) == str(applied + 2)
     assert (tmp_path / LOG_NAME).stat().st_size == 0
@@ -114,7 +111,7 @@ def test_a_failed_write_stops_the_store_and_is_kept_for_the_next_start(tmp_path:
         with pytest.raises(StateError, match="writer stopped"):
             store.flush()
         with pytest.raises(StateError, match="writer stopped"):
-            store.set_meta("k", "v")
+            store.put_link(link("p2"))
         with store._db_lock:
             store._conn.execute("ALTER TABLE links_gone RENAME TO links")
     finally:
@@ -169,3 +166,22 @@ def test_a_kill_loses_no_write_that_returned(tmp_path: Path) -> None:
             for key in reported:
                 assert store.get_link("r", 1, 2, key) == link(key, "open")
                 assert f"i-{key}" in done
+
+
+def test_remembered_outcomes_are_bounded_and_older_ones_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cmamd.state.store.RECENT_INTENTS", 8)
+    with StateStore.open(tmp_path) as store:
+        for n in range(100):
+            store.record_intent(None, f"i{n}", 2, f"p{n}", "open", None, {})
+            store.journal_outcome(f"i{n}", "done" if n == 0 else "unknown", "")
+        store.flush()
+        store.put_link(link("p1"))  # one more batch: the writer trims after applying
+        store.flush()
+        assert len(store._pending_intents) <= 8 + 1
+        with pytest.raises(StateError, match="already settled"):
+            store.journal_outcome("i0", "rejected", "")
+        store.journal_outcome("i1", "resolved", "")  # "unknown", read from sqlite
+        with pytest.raises(StateError, match="no journaled intent"):
+            store.journal_outcome("nope", "done", "")
