@@ -41,6 +41,7 @@ APPLIED_KEY = "state:oplog_applied"
 # intent, then its outcome and link a fill later) share one transaction. A read or close
 # that waits for the writer ends the wait at once.
 GROUP_WINDOW_S = 0.01
+LOCKED_RETRIES = 6
 
 # One SQL statement with its parameters; an op is the statements of one store call.
 Statement = tuple[str, Sequence[Any]]
@@ -154,7 +155,8 @@ class WriteBehind:
             view = view[os.write(self._fd, view) :]
         self._seq = seq
         self._queue.append((seq, statements))
-        self.guard.notify_all()
+        if len(self._queue) == 1:  # the writer sleeps; once gathering, it needs no wake-up
+            self.guard.notify_all()
         return seq
 
     def flush(self) -> None:
@@ -176,6 +178,20 @@ class WriteBehind:
         self._thread.join()
         os.close(self._fd)
 
+    def _apply_waiting_out_locks(self, batch: Sequence[tuple[int, Op]]) -> None:
+        """Another process (``cmamd auth``) may hold the database's write lock for a moment:
+        sqlite waits 5 s for it; past that the batch is tried again, up to ``LOCKED_RETRIES``
+        times, before the writer gives up."""
+        for attempt in range(1, LOCKED_RETRIES + 1):
+            try:
+                with self._db_lock:
+                    _apply(self._conn, batch)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == LOCKED_RETRIES:
+                    raise
+                log.warning("state database locked by another process", attempt=attempt)
+
     def _run(self) -> None:
         while True:
             with self.guard:
@@ -191,8 +207,7 @@ class WriteBehind:
                 batch = list(self._queue)
                 self._queue.clear()
             try:
-                with self._db_lock:
-                    _apply(self._conn, batch)
+                self._apply_waiting_out_locks(batch)
             except BaseException as error:  # reported to every later caller
                 log.error("state store write failed", error=str(error), ops=len(batch))
                 with self.guard:

@@ -185,3 +185,18 @@ def test_remembered_outcomes_are_bounded_and_older_ones_read_back(
         store.journal_outcome("i1", "resolved", "")  # "unknown", read from sqlite
         with pytest.raises(StateError, match="no journaled intent"):
             store.journal_outcome("nope", "done", "")
+
+
+def test_a_write_lock_held_by_another_process_is_waited_out(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cmamd.state.store import DB_NAME
+
+    with StateStore.open(tmp_path) as store:
+        other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # as `cmamd auth` storing tokens
+        store.put_link(link("p1"))
+        time.sleep(0.3)  # the writer is blocked meanwhile: nothing to poll for
+        other.execute("COMMIT")
+        other.close()
+        assert store.get_link("r", 1, 2, "p1") == link("p1")
