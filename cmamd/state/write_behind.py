@@ -32,6 +32,7 @@ from typing import Any
 
 from cmamd.logs import get_logger
 from cmamd.state.errors import StateError
+from cmamd.state.records import COMPACT_JSON
 
 log = get_logger(__name__)
 
@@ -149,7 +150,7 @@ class WriteBehind:
         for the writer; returns its sequence number. Call with ``guard`` held."""
         self.check()
         seq = self._seq + 1
-        line = json.dumps([seq, statements], separators=(",", ":")).encode() + b"\n"
+        line = COMPACT_JSON.encode([seq, statements]).encode() + b"\n"
         view = memoryview(line)
         while view:
             view = view[os.write(self._fd, view) :]
