@@ -101,6 +101,12 @@ def replay(conn: sqlite3.Connection, path: Path) -> int:
     if not path.exists():
         return 0
     ops = parse_log(path.read_bytes(), path)
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+    if ops and has_meta is None:
+        # The database was deleted (a reset of the state) and the log left behind: its ops
+        # belong to the database that is gone.
+        log.warning("state op log of a deleted database dropped", ops=len(ops), path=str(path))
+        ops = []
     pending = [op for op in ops if op[0] > _applied_seq(conn)] if ops else []
     if pending:
         conn.execute("PRAGMA synchronous=FULL")

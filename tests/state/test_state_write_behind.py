@@ -200,3 +200,15 @@ def test_a_write_lock_held_by_another_process_is_waited_out(tmp_path: Path) -> N
         other.execute("COMMIT")
         other.close()
         assert store.get_link("r", 1, 2, "p1") == link("p1")
+
+
+def test_the_log_of_a_deleted_database_is_dropped(tmp_path: Path) -> None:
+    from cmamd.state.store import DB_NAME
+
+    StateStore.open(tmp_path).close()
+    (tmp_path / LOG_NAME).write_bytes(_log_line(1, [_meta_statement("b", "x")]))
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with StateStore.open(tmp_path) as store:
+        assert store.get_meta("b") is None
+    assert (tmp_path / LOG_NAME).stat().st_size == 0
