@@ -12,14 +12,14 @@ journal go through the write-behind op log (write_behind.py): a write is in the
 operating system once the call returns, so it survives the process being killed (kill -9,
 OOM, a crash), but not a power cut or kernel panic, which may drop the last writes. They
 are on the copy path, and what a power cut could drop is settled by the deterministic label
-plus reconcile at start-up; sqlite gets them from one writer thread (WAL,
-``synchronous=NORMAL``, group commit), off the event loop. Tokens are written at once with
+plus reconcile at start-up; sqlite gets them a few ms later, after the order has gone (WAL,
+``synchronous=NORMAL``, group commit). Tokens are written at once with
 ``synchronous=FULL`` (the WAL is fsynced before the call returns): a rotated refresh token
 is single-use and must survive anything once it is about to be used.
 
 The API stays synchronous: a write is a check against what is pending plus one
-``write(2)``; a read of links or the journal first waits for the writer to catch up (they
-are read at start-up and by operators, not on the copy path). Tokens and meta are written
+``write(2)``; a read of links or the journal first applies what is pending (they are read
+at start-up and by operators, not on the copy path). Tokens and meta are written
 at once (another process writes them too, see shared_tokens.py).
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,18 +98,15 @@ class StateStore:
     def __init__(
         self, conn: sqlite3.Connection, lock_fd: int, path: Path, clock_ms: Callable[[], int]
     ) -> None:
-        self._conn = conn  # the writer's: used under _db_lock only
-        self._db_lock = threading.Lock()
-        # Reads never wait for the writer's transaction (WAL readers see the last commit).
-        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn = conn
         self._lock_fd = lock_fd
         self._clock_ms = clock_ms
         self.path = path
-        # Guarded by the writer's guard: the outcomes of the intents this process journaled
-        # lately, applied or not, with the op's sequence number (only this process writes
-        # the journal: they are the truth), so that settling one needs no read.
+        # The outcomes of the intents this process journaled lately, applied or not, with
+        # the op's sequence number (only this process writes the journal: they are the
+        # truth), so that settling one needs no read.
         self._pending_intents: dict[str, tuple[int, str | None]] = {}
-        self._writer = WriteBehind(conn, self._db_lock, path.with_name(LOG_NAME), self._applied)
+        self._writer = WriteBehind(conn, path.with_name(LOG_NAME), self._applied)
 
     @classmethod
     def open(
@@ -133,7 +129,7 @@ class StateStore:
             files.create_private(path)
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below,
             # never the sqlite3 module's implicit ones.
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(path, isolation_level=None)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise StateError(f"{path}: cannot use WAL journaling (got {mode!r})")
@@ -153,7 +149,6 @@ class StateStore:
         if self._lock_fd < 0:
             return
         self._writer.close()
-        self._reader.close()
         self._conn.close()
         os.close(self._lock_fd)  # releases the flock
         self._lock_fd = -1
@@ -171,39 +166,38 @@ class StateStore:
 
     @contextmanager
     def _transaction(self, fully_durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """A transaction of its own, on the writer's connection, after everything pending;
-        ``fully_durable``: fsynced before it returns (it survives a power cut)."""
+        """A transaction of its own, after everything pending; ``fully_durable``: fsynced
+        before it returns (it survives a power cut)."""
         self._writer.flush()
         conn = self._conn
-        with self._db_lock:
-            if fully_durable:
-                conn.execute("PRAGMA synchronous=FULL")
+        if fully_durable:
+            conn.execute("PRAGMA synchronous=FULL")
+        try:
+            # IMMEDIATE takes the write lock up front, so a transaction never fails half-way
+            # for want of it.
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                # IMMEDIATE takes the write lock up front, so a transaction never fails
-                # half-way for want of it.
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            finally:
-                if fully_durable:
-                    conn.execute("PRAGMA synchronous=NORMAL")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if fully_durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._writer.check()
-        return self._reader.execute(sql, params).fetchall()
+        return self._conn.execute(sql, params).fetchall()
 
     def _caught_up(self) -> sqlite3.Connection:
-        """The reader, once sqlite holds every write made so far (links, journal)."""
+        """The connection, once sqlite holds every write made so far (links, journal)."""
         self._writer.flush()
-        return self._reader
+        return self._conn
 
     def _applied(self, seq: int) -> None:
-        """The writer has applied everything up to ``seq`` (called under its guard)."""
+        """Everything up to ``seq`` is in sqlite."""
         # Oldest first (insertion order): only applied ones may go, sqlite has them.
         excess = len(self._pending_intents) - RECENT_INTENTS
         for key, (at, _) in list(self._pending_intents.items())[: max(excess, 0)]:
@@ -212,7 +206,7 @@ class StateStore:
             del self._pending_intents[key]
 
     def flush(self) -> None:
-        """Wait until sqlite holds every write made so far (tests, clean shutdown)."""
+        """Apply every write made so far now (tests, and before reading links/journal)."""
         self._writer.flush()
 
     # --- tokens ---------------------------------------------------------------------------
@@ -270,9 +264,7 @@ class StateStore:
 
     def put_link(self, link: Mapping[str, Any]) -> None:
         """Insert or replace a link record (a JSON object with the identity keys and status)."""
-        statement = self._link_statement(link)
-        with self._writer.guard:
-            self._writer.submit([statement])
+        self._writer.submit([self._link_statement(link)])
 
     def _link_statement(self, link: Mapping[str, Any]) -> Statement:
         rule, master_id, follower_id, key, status = link_columns(link)
@@ -413,14 +405,13 @@ class StateStore:
                 ),
             ),
         ]
-        with self._writer.guard:
-            if self._outcome_of(intent_id) is not _UNKNOWN:
-                raise DuplicateIntent(f"intent {intent_id!r} is already journaled")
-            seq = self._writer.submit(op)
-            self._pending_intents[intent_id] = (seq, None)
+        if self._outcome_of(intent_id) is not _UNKNOWN:
+            raise DuplicateIntent(f"intent {intent_id!r} is already journaled")
+        seq = self._writer.submit(op)
+        self._pending_intents[intent_id] = (seq, None)
 
     def _outcome_of(self, intent_id: str) -> object:
-        """The intent's outcome (None while open), pending writes first; call under guard."""
+        """The intent's outcome (None while open), pending writes first."""
         pending = self._pending_intents.get(intent_id)
         if pending is not None:
             return pending[1]
@@ -440,15 +431,14 @@ class StateStore:
             "UPDATE journal SET outcome = ?, detail = ?, settled_ms = ? WHERE intent_id = ?",
             (outcome, detail, self._clock_ms(), intent_id),
         )
-        with self._writer.guard:
-            known = self._outcome_of(intent_id)
-            if known is _UNKNOWN:
-                raise StateError(f"no journaled intent {intent_id!r}")
-            if known in SETTLED_OUTCOMES:
-                raise StateError(f"intent {intent_id!r} is already settled as {known!r}")
-            seq = self._writer.submit([statement])
-            self._pending_intents.pop(intent_id, None)  # now the newest
-            self._pending_intents[intent_id] = (seq, outcome)
+        known = self._outcome_of(intent_id)
+        if known is _UNKNOWN:
+            raise StateError(f"no journaled intent {intent_id!r}")
+        if known in SETTLED_OUTCOMES:
+            raise StateError(f"intent {intent_id!r} is already settled as {known!r}")
+        seq = self._writer.submit([statement])
+        self._pending_intents.pop(intent_id, None)  # now the newest
+        self._pending_intents[intent_id] = (seq, outcome)
 
     def open_intents(self) -> list[JournalEntry]:
         """Intents a restarted daemon must settle by reconciling: no outcome, or "unknown"."""

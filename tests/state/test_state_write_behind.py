@@ -1,17 +1,19 @@
-"""The store's write-behind: writes leave the caller's thread, survive a kill, replay at open."""
+"""The store's write-behind: writes reach sqlite after the call, survive a kill, replay at
+open."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_until
 
 from cmamd.state import StateError, StateStore
+from cmamd.state.store import DB_NAME
 from cmamd.state.write_behind import APPLIED_KEY, LOG_NAME
 
 
@@ -25,21 +27,25 @@ def link(key: str, status: str = "opening") -> dict[str, Any]:
     }
 
 
-def test_copy_path_writes_run_no_sql_on_the_callers_thread(tmp_path: Path) -> None:
+async def test_copy_path_writes_reach_sqlite_later_in_one_transaction(tmp_path: Path) -> None:
     with StateStore.open(tmp_path) as store:
-        threads: list[str] = []
-        store._conn.set_trace_callback(lambda sql: threads.append(threading.current_thread().name))
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
         store.record_intent(link("p1"), "i1", 2, "p1", "open", "cm-1", {"volume": 100})
+        writes = [sql for sql in statements if not sql.startswith("SELECT")]
+        assert writes == [], "the write before the order is sent must not touch sqlite"
         store.put_link(link("p1", "open"))
         store.journal_outcome("i1", "done", "")
-        store.flush()
+        await wait_until(lambda: "COMMIT" in statements, 5)
         store._conn.set_trace_callback(None)
-        assert threads, "the writer applied nothing"
-        assert threading.current_thread().name not in threads
-        assert set(threads) == {"cmamd-state-writer"}
+        assert [sql for sql in statements if sql in ("BEGIN IMMEDIATE", "COMMIT")] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]
+        assert (tmp_path / LOG_NAME).stat().st_size == 0
 
 
-def test_reads_see_every_write_made_before_them(tmp_path: Path) -> None:
+async def test_reads_see_every_write_made_before_them(tmp_path: Path) -> None:
     with StateStore.open(tmp_path) as store:
         for n in range(200):
             store.record_intent(link(f"p{n}"), f"i{n}", 2, f"p{n}", "open", None, {})
@@ -99,15 +105,12 @@ def test_a_corrupt_line_before_the_last_refuses_the_open(tmp_path: Path) -> None
 def test_a_failed_write_stops_the_store_and_is_kept_for_the_next_start(tmp_path: Path) -> None:
     store = StateStore.open(tmp_path)
     try:
-        with store._db_lock:
-            store._conn.execute("ALTER TABLE links RENAME TO links_gone")
-        store.put_link(link("p1"))
+        store._conn.execute("ALTER TABLE links RENAME TO links_gone")
         with pytest.raises(StateError, match="writer stopped"):
-            store.flush()
+            store.put_link(link("p1"))  # no event loop: applied at once
         with pytest.raises(StateError, match="writer stopped"):
             store.put_link(link("p2"))
-        with store._db_lock:
-            store._conn.execute("ALTER TABLE links_gone RENAME TO links")
+        store._conn.execute("ALTER TABLE links_gone RENAME TO links")
     finally:
         store.close()
     with StateStore.open(tmp_path) as store:
@@ -133,24 +136,29 @@ def test_remembered_outcomes_are_bounded_and_older_ones_read_back(
             store.journal_outcome("nope", "done", "")
 
 
-def test_a_write_lock_held_by_another_process_is_waited_out(tmp_path: Path) -> None:
-    import sqlite3
-
-    from cmamd.state.store import DB_NAME
-
+async def test_a_write_lock_held_by_another_process_is_waited_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cmamd.state.write_behind.LOCKED_RETRY_S", 0.05)
     with StateStore.open(tmp_path) as store:
+        store._conn.execute("PRAGMA busy_timeout = 0")  # sqlite's own 5 s wait, cut short
         other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # as `cmamd auth` storing tokens
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
         store.put_link(link("p1"))
-        time.sleep(0.3)  # the writer is blocked meanwhile: nothing to poll for
+        await wait_until(lambda: "BEGIN IMMEDIATE" in statements, 5)  # met the lock
+        store._conn.set_trace_callback(None)
+        assert (tmp_path / LOG_NAME).stat().st_size > 0
+        with pytest.raises(StateError, match="locked"):
+            store.flush()
         other.execute("COMMIT")
         other.close()
+        await wait_until(lambda: (tmp_path / LOG_NAME).stat().st_size == 0, 5)
         assert store.get_link("r", 1, 2, "p1") == link("p1")
 
 
 def test_the_log_of_a_deleted_database_is_dropped(tmp_path: Path) -> None:
-    from cmamd.state.store import DB_NAME
-
     StateStore.open(tmp_path).close()
     (tmp_path / LOG_NAME).write_bytes(_log_line(1, [_meta_statement("b", "x")]))
     for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
