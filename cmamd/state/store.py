@@ -26,6 +26,7 @@ at once (another process writes them too, see shared_tokens.py).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sqlite3
 import time
@@ -200,7 +201,9 @@ class StateStore:
         """Everything up to ``seq`` is in sqlite."""
         # Oldest first (insertion order): only applied ones may go, sqlite has them.
         excess = len(self._pending_intents) - RECENT_INTENTS
-        for key, (at, _) in list(self._pending_intents.items())[: max(excess, 0)]:
+        if excess <= 0:
+            return
+        for key, (at, _) in list(itertools.islice(self._pending_intents.items(), excess)):
             if at > seq:
                 break
             del self._pending_intents[key]

@@ -41,9 +41,13 @@ log = get_logger(__name__)
 LOG_NAME = "cmamd.oplog"
 APPLIED_KEY = "state:oplog_applied"
 # How long ops gather after the first before they are committed: a copy's writes (its
-# intent, then its outcome and link a fill later) share one transaction, applied after its
-# order has gone. A read, flush or close applies them at once.
-GROUP_WINDOW_S = 0.01
+# intent, then its outcome and link a fill later), and those of the copies around it, share
+# one transaction, applied after the orders have gone. A read, flush or close applies them
+# at once; a kill leaves them to the log.
+GROUP_WINDOW_S = 0.1
+# The log is emptied once sqlite has caught up and it has grown past this (each truncation
+# is a metadata write); a start skips the lines already applied.
+LOG_KEEP_BYTES = 1 << 20
 LOCKED_RETRY_S = 1.0
 
 # One SQL statement with its parameters; an op is the statements of one store call.
@@ -133,6 +137,7 @@ class WriteBehind:
         self._seq = self._applied = _applied_seq(conn)
         self._failure: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._log_bytes = 0  # written since the log was last emptied
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._fd = os.open(path, flags, 0o600)
         os.fchmod(self._fd, 0o600)
@@ -152,6 +157,7 @@ class WriteBehind:
         view = memoryview(line)
         while view:
             view = view[os.write(self._fd, view) :]
+        self._log_bytes += len(line)
         self._seq = seq
         self._queue.append((seq, statements))
         if self._timer is None:
@@ -178,6 +184,8 @@ class WriteBehind:
             self._timer.cancel()
             self._timer = None
         self._apply_queued()  # what fails stays in the log for the next start
+        if not self._queue and self._failure is None:
+            os.ftruncate(self._fd, 0)
         os.close(self._fd)
 
     def _apply_queued(self) -> None:
@@ -201,8 +209,9 @@ class WriteBehind:
             self._stop(error, batch)
             return
         self._applied = batch[-1][0]
-        if self._applied == self._seq:
+        if self._applied == self._seq and self._log_bytes > LOG_KEEP_BYTES:
             os.ftruncate(self._fd, 0)
+            self._log_bytes = 0
         self._on_applied(self._applied)
 
     def _retry_later(self) -> None:

@@ -109,7 +109,7 @@ def test_killed_writers_never_lose_a_committed_write(tmp_path: Path) -> None:
     assert reported_links, "no write was ever reported: the test checked nothing"
 
 
-# The write-behind (write_behind.py): on an event loop, writes reach sqlite up to 10 ms
+# The write-behind (write_behind.py): on an event loop, writes reach sqlite up to 100 ms
 # after they return, so what the writer reported may be only in the op log when the kill
 # lands.
 
