@@ -12,7 +12,7 @@ journal go through the write-behind op log (write_behind.py): a write is in the
 operating system once the call returns, so it survives the process being killed (kill -9,
 OOM, a crash), but not a power cut or kernel panic, which may drop the last writes. They
 are on the copy path, and what a power cut could drop is settled by the deterministic label
-plus reconcile at start-up; sqlite gets them a few ms later, after the order has gone (WAL,
+plus reconcile at start-up; sqlite gets them within 100 ms, after the order has gone (WAL,
 ``synchronous=NORMAL``, group commit). Tokens are written at once with
 ``synchronous=FULL`` (the WAL is fsynced before the call returns): a rotated refresh token
 is single-use and must survive anything once it is about to be used.
