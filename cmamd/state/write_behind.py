@@ -138,6 +138,7 @@ class WriteBehind:
         self._failure: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._log_bytes = 0  # written since the log was last emptied
+        self._closed = False
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._fd = os.open(path, flags, 0o600)
         os.fchmod(self._fd, 0o600)
@@ -184,13 +185,17 @@ class WriteBehind:
             self._timer.cancel()
             self._timer = None
         self._apply_queued()  # what fails stays in the log for the next start
+        self._closed = True
+        if self._timer is not None:  # a retry for a lock: the next start applies it
+            self._timer.cancel()
+            self._timer = None
         if not self._queue and self._failure is None:
             os.ftruncate(self._fd, 0)
         os.close(self._fd)
 
     def _apply_queued(self) -> None:
         self._timer = None
-        if not self._queue or self._failure is not None:
+        if not self._queue or self._failure is not None or self._closed:
             return
         batch, self._queue = self._queue, []
         try:
