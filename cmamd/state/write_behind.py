@@ -92,7 +92,7 @@ def parse_log(data: bytes, path: Path) -> list[tuple[int, Op]]:
             ops.append((int(seq), [(str(sql), list(params)) for sql, params in statements]))
         except (ValueError, TypeError) as error:
             if number == len(lines):  # no newline after it: a write cut short
-                log.warning("state op log: incomplete last line dropped", path=str(path))
+                log.warning("state op log incomplete last line dropped", path=str(path))
                 continue
             raise StateError(f"{path}: line {number} is corrupt ({error})") from None
     return ops
