@@ -51,7 +51,6 @@ def socket_path(config: Config, environ: dict[str, str]) -> Path:
 
 class OperatorHub:
     def __init__(self, daemon: Daemon, environ: dict[str, str]) -> None:
-        assert daemon.store is not None and daemon.config is not None
         self.daemon = daemon
         self._environ = environ
         self.overrides = Overrides(daemon.store)
@@ -69,7 +68,6 @@ class OperatorHub:
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         config = self.daemon.config
-        assert config is not None
         self.alerts.start()
         bus.set_receiver(self.alert)
         if config.control.enabled:
@@ -145,14 +143,10 @@ class OperatorHub:
 
     # helpers the actions use -------------------------------------------------------------
     def destinations(self) -> list[CopyRoute]:
-        config = self.daemon.config
-        assert config is not None
-        return self.daemon._destinations(config)
+        return self.daemon.routes(self.daemon.config)
 
     def yaml_mode(self, dest: CopyRoute) -> CopyMode:
-        config = self.daemon.config
-        assert config is not None
-        for rule in config.copy_rules:
+        for rule in self.daemon.config.copy_rules:
             if rule.name == dest.target.rule:
                 for yaml_dest in rule.destinations:
                     if yaml_dest.account == dest.follower:
@@ -162,16 +156,14 @@ class OperatorHub:
     def apply_destinations(self) -> None:
         """Hand the replicator the targets with the overrides as they now are. Before the
         daemon is started it does that itself (from the same store) once accounts are up."""
-        if self.daemon.replicator is not None and self.daemon.started.is_set():
+        if self.daemon.started.is_set():
             self.daemon.replicator.set_destinations(self.destinations())
 
     async def restart_account(self, account: AccountConfig) -> None:
-        config = self.daemon.config
-        assert config is not None
         self._restarting.add(account.name)
         try:
-            await self.daemon._stop_account(account.name, logout=False)
-            await self.daemon._start_accounts(config, [account])
+            await self.daemon.accounts.stop(account.name, logout=False)
+            await self.daemon.accounts.start(self.daemon.config, [account])
         finally:
             self._restarting.discard(account.name)
         self.apply_destinations()

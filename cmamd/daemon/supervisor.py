@@ -27,7 +27,7 @@ from typing import TypedDict
 
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.token_keeper import TokenKeeper
-from cmamd.config.models import AccountConfig, Config
+from cmamd.config.models import Config
 from cmamd.control.hub import OperatorHub
 from cmamd.daemon import config_reload
 from cmamd.daemon.account_runner import AccountRunner
@@ -95,6 +95,7 @@ class Daemon:
         self.tuning = tuning or ReplicationTuning()
         self._on_report = on_report
         self._wall_clock = wall_clock
+        self._monotonic = monotonic
         self.sessions: dict[str, AccountSession] = {}
         self.pool = ConnectionPool(config.api)
         self.tokens = TokenKeeper(store, wall_clock)
@@ -150,7 +151,7 @@ class Daemon:
         await self.accounts.start(config, config.enabled_accounts)
         self._abort_if_credentials_refused()
         still_starting = await wait_until_settled(
-            lambda: self.sessions.values(), self.timing.account_start_timeout_s
+            lambda: self.sessions.values(), self.timing.account_start_timeout_s, self._monotonic
         )
         if still_starting:
             log.warning("accounts still starting; going on without them", accounts=still_starting)
@@ -178,13 +179,6 @@ class Daemon:
             )
             raise StartAborted(EX_CONFIG)
 
-    # the control hub starts and stops accounts through these two
-    async def _start_accounts(self, config: Config, accounts: list[AccountConfig]) -> None:
-        await self.accounts.start(config, accounts)
-
-    async def _stop_account(self, name: str, *, logout: bool) -> None:
-        await self.accounts.stop(name, logout=logout)
-
     def routes(self, config: Config) -> list[CopyRoute]:
         """The copy routes of ``config`` between running accounts, with the operator's
         overrides; persists the marks the routes moved (a first start, a return from
@@ -195,8 +189,6 @@ class Daemon:
         for dest_id, (old, new) in built.marks.items():
             self.marks.save(dest_id, old, new)
         return built.routes
-
-    _destinations = routes  # the name the control hub knows
 
     def _now_ms(self) -> int:
         return int(self._wall_clock() * 1000)
