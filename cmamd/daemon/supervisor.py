@@ -10,7 +10,8 @@ main loop  signals: HUP reloads (config_reload.py), TERM/INT stop; every few sec
            STATUS=, equity stops (equity_watch.py), housekeeping; WATCHDOG=1 from a
            coroutine on the loop
 shutdown   STOPPING=1 -> stop taking master events -> drain the queue (bounded) ->
-           stop sessions, close sockets, close the store -> exit 0
+           stop sessions, close sockets, close the store -> exit 0; each step bounded
+           by one overall budget (shutdown.py), an overrun is logged by name
            a second TERM/INT exits at once
 """
 
@@ -36,6 +37,7 @@ from cmamd.daemon.equity_watch import EquityWatch
 from cmamd.daemon.housekeeping import Housekeeping
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
+from cmamd.daemon.shutdown import ShutdownStep, run_steps
 from cmamd.daemon.startup import wait_until_settled
 from cmamd.daemon.status_line import StatusFacts, status_line
 from cmamd.daemon.timing import DaemonTiming
@@ -269,15 +271,26 @@ class Daemon:
     async def _shutdown(self) -> None:
         self._stopping = True
         self.notifier.stopping()
-        await self.hub.stopping()
+        steps = [
+            ShutdownStep("control socket", self.hub.stopping),
+            ShutdownStep("queue drain", self._drain),
+            ShutdownStep("replication workers", self.replicator.stop),
+            ShutdownStep("account sessions", self.accounts.stop_all),
+            ShutdownStep("operator hub", self.hub.stop),
+            ShutdownStep("connections", self.pool.close),
+        ]
+        unfinished = await run_steps(
+            steps,
+            self.config.shutdown_timeout_s + self.timing.teardown_s,
+            self._monotonic,
+            min_step_s=self.timing.shutdown_step_min_s,
+        )
+        self.store.close()
+        log.info("stopped", unfinished=unfinished)
+
+    async def _drain(self) -> None:
         self.replicator.stop_intake()
         if not await self.replicator.drain(self.config.shutdown_timeout_s):
             log.warning(
                 "queue not drained in time", reason="shutdown", depth=self.replicator.queue.depth
             )
-        await self.replicator.stop()
-        await self.accounts.stop_all()
-        await self.hub.stop()
-        await self.pool.close()
-        self.store.close()
-        log.info("stopped")

@@ -18,3 +18,8 @@ class DaemonTiming:
     """Period of the pruning of old history."""
     history_days: int = 30
     """Closed links and settled journal entries are kept this long."""
+    teardown_s: float = 4.0
+    """What the shutdown's steps after the queue drain share (sessions, hub, sockets):
+    the whole shutdown ends within ``shutdown_timeout_s`` + this (daemon/shutdown.py)."""
+    shutdown_step_min_s: float = 0.25
+    """Each shutdown step is still tried this long once the budget is spent."""
