@@ -100,7 +100,7 @@ class Daemon:
         self._monotonic = monotonic
         self.sessions: dict[str, AccountSession] = {}
         self.pool = ConnectionPool(config.api)
-        self.tokens = TokenKeeper(store, wall_clock)
+        self.tokens = TokenKeeper(store, wall_clock, self.timing.session)
         self.marks = MarkStore(store)
         self.replicator = Replicator(
             store,
