@@ -316,7 +316,7 @@ async def _order(hub: OperatorHub, args: dict[str, Any]) -> Any:
             for index, order in enumerate(planned, 1)
         ]
     )
-    hub.log_trades("order", label, results)
+    hub.log_trades("order", results, label=label)
     return {"label": label, "results": results}
 
 
@@ -328,7 +328,7 @@ async def _close(hub: OperatorHub, args: dict[str, Any]) -> Any:
     results = await manual.send_all(
         [manual.send_close(hub.daemon.sessions[c.account], c) for c in closes]
     )
-    hub.log_trades("close", symbol or "*", results)
+    hub.log_trades("close", results)
     return {"results": results}
 
 

@@ -92,7 +92,11 @@ class OperatorHub:
             try:
                 gid = group_id(config.control.group)
             except KeyError:
-                log.error("control.group names no group on this system", group=config.control.group)
+                log.error(
+                    "control group unknown",
+                    group=config.control.group,
+                    reason="control.group names no group on this system",
+                )
         policy = Policy(daemon_uid=os.getuid(), group_gid=gid)
         path = socket_path(config, self._environ)
         server = ControlServer(
@@ -168,9 +172,13 @@ class OperatorHub:
             self._restarting.discard(account.name)
         self.apply_destinations()
 
-    def log_trades(self, action: str, what: str, results: list[dict[str, Any]]) -> None:
+    def log_trades(self, command: str, results: list[dict[str, Any]], **context: Any) -> None:
+        """One line per account of a ``ctl order``/``ctl close``, with the usual field names
+        (``account``, ``symbol``, ``lots``/``volume``, ``position_id``, ``reason``)."""
         for result in results:
-            log.info("control trade", action=action, what=what, **result)
+            fields = {**context, **result}
+            reason = fields.pop("detail", None) or None
+            log.info("control trade", command=command, reason=reason, **fields)
 
     async def _handle(self, request: Request, peer: Peer) -> Any:
         return await actions.run(self, request)
