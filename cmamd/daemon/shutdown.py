@@ -68,26 +68,34 @@ async def run_steps(
 
 
 def run_to_exit(main: Coroutine[Any, Any, int], *, grace_s: float = CANCEL_GRACE_S) -> int:
-    """``asyncio.run(main)``, except that tasks still running after ``main`` returned get
+    """``asyncio.run(main)``, except that tasks still running after ``main`` ended get
     ``grace_s`` to end once cancelled; should any refuse, the process exits without them
-    (``os._exit`` with ``main``'s code) instead of hanging until systemd kills it."""
+    (``os._exit`` with ``main``'s code, 1 if it raised) instead of hanging until systemd
+    kills it."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    code = 1
     try:
         code = loop.run_until_complete(main)
-        left = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in left:
-            task.cancel()
-        if left:
-            loop.run_until_complete(asyncio.wait(left, timeout=grace_s))
-        stuck = sorted(task.get_name() for task in left if not task.done())
+        return code
+    finally:
+        stuck = _cancel_leftovers(loop, grace_s)
         if stuck:
             log.error("tasks still running at exit; exiting without them", tasks=stuck)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
         loop.run_until_complete(loop.shutdown_asyncgens())
-        return code
-    finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop, grace_s: float) -> list[str]:
+    """Cancel the loop's remaining tasks; the names of those still running after
+    ``grace_s``."""
+    left = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        loop.run_until_complete(asyncio.wait(left, timeout=grace_s))
+    return sorted(task.get_name() for task in left if not task.done())
