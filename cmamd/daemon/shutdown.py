@@ -5,7 +5,9 @@ the store's journal exists for, but a clean exit keeps sockets, logs and the sto
 So the daemon's teardown runs as named steps sharing one budget: a step that overruns it
 is cancelled, logged by name, and the next step still runs. Every step gets at least
 ``min_step_s`` even once the budget is spent, so the later ones (closing sockets) are
-still tried after one that hung.
+still tried after one that hung; past the budget, a step costs at most twice that (its
+run and its cancellation), so the whole shutdown ends within the budget plus
+2 x ``min_step_s`` per step.
 
 ``run_to_exit`` is the process's side of the same promise: a task that ignores its
 cancellation cannot keep the process from exiting (``asyncio.run`` would wait for it).
@@ -25,7 +27,7 @@ from cmamd.logs import get_logger
 log = get_logger("cmamd.daemon")
 
 CANCEL_GRACE_S = 1.0
-"""How long a step (or a task at exit) is given to end once cancelled."""
+"""How long a step (or a task at exit) is given to end once cancelled, within the budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,8 @@ async def run_steps(
         if not done:
             task.cancel()
             # not awaited beyond the grace: a step that ignores cancellation is left behind
-            ended, _ = await asyncio.wait({task}, timeout=cancel_grace_s)
+            grace_s = max(min(cancel_grace_s, deadline - monotonic()), min_step_s)
+            ended, _ = await asyncio.wait({task}, timeout=grace_s)
             log.error(
                 "shutdown step did not finish in time",
                 step=step.name,

@@ -51,7 +51,7 @@ async def test_a_hung_shutdown_step_is_cut_off_and_the_daemon_still_exits(
         elapsed = time.monotonic() - stopping
     finally:
         release.set()
-    # the budget (shutdown_timeout_s + teardown_s), a floor per later step, one cancel grace
-    assert elapsed < 0.5 + 0.5 + 2 * 0.1 + 1.0 + 1.5, elapsed
+    # the budget (shutdown_timeout_s + teardown_s), at most two floors per step past it, slack
+    assert elapsed < 0.5 + 0.5 + 6 * 2 * 0.1 + 1.5, elapsed
     assert connection.state == "closed", "the step after the hung one closed the socket"
     StateStore.open(tmp_path / "state").close()  # the store was closed: its lock is free
