@@ -84,7 +84,7 @@ def status_of(hub: OperatorHub) -> dict[str, Any]:
         )
     replicator = daemon.replicator
     return {
-        "daemon": {"status": daemon.status_line(), "time_ms": int(time.time() * 1000)},
+        "daemon": {"status": daemon.status_line(), "time_ms": daemon.now_ms()},
         "accounts": accounts,
         "destinations": rules,
         "queue": {

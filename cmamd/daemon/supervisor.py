@@ -157,7 +157,7 @@ class Daemon:
         )
         if still_starting:
             log.warning("accounts still starting; going on without them", accounts=still_starting)
-        await self.replicator.confirm_unfinished_opens(self._now_ms())
+        await self.replicator.confirm_unfinished_opens(self.now_ms())
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self.routes(config))
         self.replicator.start_audit(config.audit_interval_s)
@@ -185,14 +185,13 @@ class Daemon:
         """The copy routes of ``config`` between running accounts, with the operator's
         overrides; persists the marks the routes moved (a first start, a return from
         frozen, a converted equity-stop latch)."""
-        built = build_routes(
-            config, self.sessions, self.marks.all(), self._now_ms(), self.hub.apply
-        )
+        built = build_routes(config, self.sessions, self.marks.all(), self.now_ms(), self.hub.apply)
         for dest_id, (old, new) in built.marks.items():
             self.marks.save(dest_id, old, new)
         return built.routes
 
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
+        """The daemon's wall clock (injected), in ms."""
         return int(self._wall_clock() * 1000)
 
     # main loop -------------------------------------------------------------------------
