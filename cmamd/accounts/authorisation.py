@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from structlog.stdlib import BoundLogger
 
+from cmamd.accounts.timing import PRODUCTION, SessionTiming
 from cmamd.accounts.token_keeper import NewTokens, TokenError, TokenKeeper, same_pair
 from cmamd.connection.client import OpenApiConnection, refresh_tokens
 from cmamd.connection.errors import RequestNotSent
@@ -20,9 +21,6 @@ from cmamd.connection.ratelimit import Priority
 from cmamd.protocol.errors import APPLICATION_AUTH_CODES, OpenApiError, OutcomeUnknown
 from cmamd.protocol.proto import messages_pb2 as pb
 
-TOKEN_CHECK_S = 3600.0  # expiry unknown (a bootstrap pair): look again this often
-TOKEN_TIMER_MIN_S = 60.0
-LOST_REFRESH_WAIT_S = 30.0  # how long a lost refresh reply waits for the link to ask again
 TOKEN_REFUSED_CODES = frozenset({"CH_ACCESS_TOKEN_INVALID", "OA_AUTH_TOKEN_EXPIRED"})
 # What bringing an account up can raise; is_permanent tells refusals from transients.
 RETRYABLE_OR_REFUSED = (TimeoutError, OpenApiError, TokenError, OutcomeUnknown, RequestNotSent)
@@ -45,9 +43,15 @@ def is_permanent(exc: BaseException) -> bool:
 
 class Authoriser:
     def __init__(
-        self, connection: OpenApiConnection, tokens: TokenKeeper, account_id: int, log: BoundLogger
+        self,
+        connection: OpenApiConnection,
+        tokens: TokenKeeper,
+        account_id: int,
+        log: BoundLogger,
+        timing: SessionTiming = PRODUCTION,
     ) -> None:
         self._connection = connection
+        self._timing = timing
         self._tokens = tokens
         self._account_id = account_id
         self._log = log
@@ -133,7 +137,7 @@ class Authoriser:
                 "token refresh reply lost", next="trying the held refresh token again"
             )
             try:
-                await self._connection.wait_ready(timeout=LOST_REFRESH_WAIT_S)
+                await self._connection.wait_ready(timeout=self._timing.lost_refresh_wait_s)
             except Exception:  # link still down or closing: a transient, retried later
                 raise lost from None
             await self._tokens.refresh(self._account_id, refresher)
@@ -153,7 +157,10 @@ class Authoriser:
                 due = self._tokens.seconds_until_refresh(self._account_id)
             except TokenError:
                 due = None
-            await asyncio.sleep(max(due if due is not None else TOKEN_CHECK_S, TOKEN_TIMER_MIN_S))
+            timing = self._timing
+            await asyncio.sleep(
+                max(due if due is not None else timing.token_check_s, timing.token_timer_min_s)
+            )
             if not may_rotate():
                 continue
             try:

@@ -24,10 +24,9 @@ from cmamd.accounts.authorisation import (
 from cmamd.accounts.startup import startup_for
 from cmamd.accounts.status import SessionStatus
 from cmamd.accounts.supervision import RetryPacing, Spawn
+from cmamd.accounts.timing import PRODUCTION, SessionTiming
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.client import OpenApiConnection
-
-REAUTH_WATCH_S = 30.0  # how often an account waiting for `cmamd auth` looks at the store
 
 
 class StatusHolder(Protocol):
@@ -48,8 +47,10 @@ class Recovery:
         resync: Callable[[], Awaitable[None]],
         spawn: Spawn,
         log: BoundLogger,
+        timing: SessionTiming = PRODUCTION,
     ) -> None:
         self._session = session
+        self._timing = timing
         self._account_id = session.account_id
         self._auth = authoriser
         self._tokens = tokens
@@ -174,7 +175,7 @@ class Recovery:
 
     async def _watch_for_new_tokens(self) -> None:
         while self.needs_reauth is not None:
-            await asyncio.sleep(REAUTH_WATCH_S)
+            await asyncio.sleep(self._timing.reauth_watch_s)
             try:
                 stored = self._tokens.stored_refresh_token(self._account_id)
             except Exception as exc:

@@ -42,6 +42,7 @@ from cmamd.accounts.state_updates import apply_execution, apply_reconcile
 from cmamd.accounts.status import SessionStatus
 from cmamd.accounts.supervision import report_task_end
 from cmamd.accounts.symbol_reloads import SymbolReloads
+from cmamd.accounts.timing import PRODUCTION, SessionTiming
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.client import OpenApiConnection
 from cmamd.connection.ratelimit import Priority
@@ -78,6 +79,7 @@ class AccountSession:
         on_change: ChangeListener,
         pnl_interval_s: float | None = None,
         conversion_quotes: bool = False,
+        timing: SessionTiming = PRODUCTION,
     ) -> None:
         self.name = name
         self.account_id = account_id
@@ -98,7 +100,7 @@ class AccountSession:
         self._changed_in_flight: set[str] | None = None
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
         self._wire = wire_guard.WireGuard(self._log)
-        self._auth = Authoriser(connection, tokens, account_id, self._log)
+        self._auth = Authoriser(connection, tokens, account_id, self._log, timing)
         self._recovery = Recovery(
             self,
             authoriser=self._auth,
@@ -107,6 +109,7 @@ class AccountSession:
             resync=self.resync,
             spawn=self._spawn,
             log=self._log,
+            timing=timing,
         )
         self._symbol_reloads = SymbolReloads(self._reload_symbols, self._spawn)
 

@@ -89,6 +89,7 @@ class AccountRunner:
             on_change=self._on_change,
             pnl_interval_s=self._timing.pnl_interval_s if wants_equity else None,
             conversion_quotes=wants_conversion,
+            timing=self._timing.session,
         )
         self.sessions[account.name] = session
         # Not cancelled when slow: READY must not wait forever for one account, but the

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -51,11 +50,14 @@ def is_settled(session: StartingSession) -> bool:
 
 
 async def wait_until_settled(
-    sessions: Callable[[], Iterable[StartingSession]], stall_s: float
+    sessions: Callable[[], Iterable[StartingSession]],
+    stall_s: float,
+    monotonic: Callable[[], float],
 ) -> list[str]:
-    """Until every session is ready or failed; returns the names of those still starting."""
+    """Until every session is ready or failed; returns the names of those still starting.
+    ``monotonic`` is the daemon's clock (the stall is measured on it)."""
     settled = -1
-    last_progress = time.monotonic()
+    last_progress = monotonic()
     while True:
         current = list(sessions())
         pending = [s for s in current if not is_settled(s)]
@@ -63,8 +65,8 @@ async def wait_until_settled(
             return []
         if len(current) - len(pending) != settled:
             settled = len(current) - len(pending)
-            last_progress = time.monotonic()
-        left_s = last_progress + stall_s - time.monotonic()
+            last_progress = monotonic()
+        left_s = last_progress + stall_s - monotonic()
         if left_s <= 0:
             return [s.name for s in pending]
         # the first pending account is the one most likely to be next (they start in order)

@@ -10,7 +10,8 @@ main loop  signals: HUP reloads (config_reload.py), TERM/INT stop; every few sec
            STATUS=, equity stops (equity_watch.py), housekeeping; WATCHDOG=1 from a
            coroutine on the loop
 shutdown   STOPPING=1 -> stop taking master events -> drain the queue (bounded) ->
-           stop sessions, close sockets, close the store -> exit 0
+           stop sessions, close sockets, close the store -> exit 0; each step bounded
+           by one overall budget (shutdown.py), an overrun is logged by name
            a second TERM/INT exits at once
 """
 
@@ -27,7 +28,7 @@ from typing import TypedDict
 
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.token_keeper import TokenKeeper
-from cmamd.config.models import AccountConfig, Config
+from cmamd.config.models import Config
 from cmamd.control.hub import OperatorHub
 from cmamd.daemon import config_reload
 from cmamd.daemon.account_runner import AccountRunner
@@ -36,6 +37,7 @@ from cmamd.daemon.equity_watch import EquityWatch
 from cmamd.daemon.housekeeping import Housekeeping
 from cmamd.daemon.notify import SystemdNotifier, run_watchdog
 from cmamd.daemon.pool import ConnectionPool
+from cmamd.daemon.shutdown import ShutdownStep, run_steps
 from cmamd.daemon.startup import wait_until_settled
 from cmamd.daemon.status_line import StatusFacts, status_line
 from cmamd.daemon.timing import DaemonTiming
@@ -95,9 +97,10 @@ class Daemon:
         self.tuning = tuning or ReplicationTuning()
         self._on_report = on_report
         self._wall_clock = wall_clock
+        self._monotonic = monotonic
         self.sessions: dict[str, AccountSession] = {}
         self.pool = ConnectionPool(config.api)
-        self.tokens = TokenKeeper(store, wall_clock)
+        self.tokens = TokenKeeper(store, wall_clock, self.timing.session)
         self.marks = MarkStore(store)
         self.replicator = Replicator(
             store,
@@ -150,13 +153,13 @@ class Daemon:
         await self.accounts.start(config, config.enabled_accounts)
         self._abort_if_credentials_refused()
         still_starting = await wait_until_settled(
-            lambda: self.sessions.values(), self.timing.account_start_timeout_s
+            lambda: self.sessions.values(), self.timing.account_start_timeout_s, self._monotonic
         )
         if still_starting:
             log.warning(
                 "accounts still starting", accounts=still_starting, next="going on without them"
             )
-        await self.replicator.confirm_unfinished_opens(self._now_ms())
+        await self.replicator.confirm_unfinished_opens(self.now_ms())
         self.replicator.settle_open_intents()
         self.replicator.set_destinations(self.routes(config))
         self.replicator.start_audit(config.audit_interval_s)
@@ -182,27 +185,17 @@ class Daemon:
             )
             raise StartAborted(EX_CONFIG)
 
-    # the control hub starts and stops accounts through these two
-    async def _start_accounts(self, config: Config, accounts: list[AccountConfig]) -> None:
-        await self.accounts.start(config, accounts)
-
-    async def _stop_account(self, name: str, *, logout: bool) -> None:
-        await self.accounts.stop(name, logout=logout)
-
     def routes(self, config: Config) -> list[CopyRoute]:
         """The copy routes of ``config`` between running accounts, with the operator's
         overrides; persists the marks the routes moved (a first start, a return from
         frozen, a converted equity-stop latch)."""
-        built = build_routes(
-            config, self.sessions, self.marks.all(), self._now_ms(), self.hub.apply
-        )
+        built = build_routes(config, self.sessions, self.marks.all(), self.now_ms(), self.hub.apply)
         for dest_id, (old, new) in built.marks.items():
             self.marks.save(dest_id, old, new)
         return built.routes
 
-    _destinations = routes  # the name the control hub knows
-
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
+        """The daemon's wall clock (injected), in ms."""
         return int(self._wall_clock() * 1000)
 
     # main loop -------------------------------------------------------------------------
@@ -281,15 +274,26 @@ class Daemon:
     async def _shutdown(self) -> None:
         self._stopping = True
         self.notifier.stopping()
-        await self.hub.stopping()
+        steps = [
+            ShutdownStep("control socket", self.hub.stopping),
+            ShutdownStep("queue drain", self._drain),
+            ShutdownStep("replication workers", self.replicator.stop),
+            ShutdownStep("account sessions", self.accounts.stop_all),
+            ShutdownStep("operator hub", self.hub.stop),
+            ShutdownStep("connections", self.pool.close),
+        ]
+        unfinished = await run_steps(
+            steps,
+            self.config.shutdown_timeout_s + self.timing.teardown_s,
+            self._monotonic,
+            min_step_s=self.timing.shutdown_step_min_s,
+        )
+        self.store.close()
+        log.info("stopped", unfinished=unfinished)
+
+    async def _drain(self) -> None:
         self.replicator.stop_intake()
         if not await self.replicator.drain(self.config.shutdown_timeout_s):
             log.warning(
                 "queue not drained in time", reason="shutdown", depth=self.replicator.queue.depth
             )
-        await self.replicator.stop()
-        await self.accounts.stop_all()
-        await self.hub.stop()
-        await self.pool.close()
-        self.store.close()
-        log.info("stopped")

@@ -3,7 +3,9 @@ own (a short status period, a fast P&L refresh) instead of patching module const
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from cmamd.accounts.timing import SessionTiming
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +20,10 @@ class DaemonTiming:
     """Period of the pruning of old history."""
     history_days: int = 30
     """Closed links and settled journal entries are kept this long."""
+    session: SessionTiming = field(default_factory=SessionTiming)
+    """Each account session's (token rotation, re-authorisation watch)."""
+    teardown_s: float = 4.0
+    """What the shutdown's steps after the queue drain share (sessions, hub, sockets):
+    the whole shutdown ends within ``shutdown_timeout_s`` + this (daemon/shutdown.py)."""
+    shutdown_step_min_s: float = 0.25
+    """Each shutdown step is still tried this long once the budget is spent."""

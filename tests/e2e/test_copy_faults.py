@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from cmamd.accounts.timing import SessionTiming
 from cmamd.connection.errors import SendTimeout
+from cmamd.daemon.timing import DaemonTiming
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import client_order_id, label
 from cmamd.replication.links import Link, LinkStatus
@@ -244,20 +246,20 @@ async def test_an_account_dropped_without_notice_is_reauthorised_and_the_copy_ma
 
 
 async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
-    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
 ) -> None:
     ttl_ms = 2_628_000 * 1000  # the simulator's token lifetime
-    monkeypatch.setattr(
-        "cmamd.accounts.token_keeper.REFRESH_MARGIN_MS", ttl_ms - 1500
-    )  # due 1.5 s in
-    monkeypatch.setattr("cmamd.accounts.token_keeper.REFRESH_MARGIN_FRACTION", 1.0)
-    monkeypatch.setattr("cmamd.accounts.authorisation.TOKEN_TIMER_MIN_S", 0.1)
+    session = SessionTiming(
+        refresh_margin_ms=ttl_ms - 1500,  # due 1.5 s in
+        refresh_margin_fraction=1.0,
+        token_timer_min_s=0.1,
+    )
     config = make_config(ACCOUNTS, RULES)
     data = yaml.safe_load(config.read_text())
     for account in data["accounts"]:
         del account["access_token"]  # a refresh token alone: rotated at start
     config.write_text(yaml.safe_dump(data))
-    daemon = daemons(config)
+    daemon = daemons(config, timing=DaemonTiming(session=session))
     await daemon.start()
 
     def refreshes() -> int:
@@ -357,15 +359,14 @@ class TestShortTokenLifetime:
             yield server
 
     async def test_a_short_lived_token_is_rotated_at_a_fraction_of_its_life_not_in_a_burst(
-        self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+        self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
     ) -> None:
-        monkeypatch.setattr("cmamd.accounts.authorisation.TOKEN_TIMER_MIN_S", 0.1)
         config = make_config(ACCOUNTS, RULES)
         data = yaml.safe_load(config.read_text())
         for account in data["accounts"]:
             del account["access_token"]  # a refresh token alone: rotated at start
         config.write_text(yaml.safe_dump(data))
-        daemon = daemons(config)
+        daemon = daemons(config, timing=DaemonTiming(session=SessionTiming(token_timer_min_s=0.1)))
         await daemon.start()
 
         def refreshes() -> list[float]:

@@ -33,7 +33,7 @@ from .ctl_kit import (
     started,
     status,
 )
-from .kit import ROOT, DaemonProcess, eventually, new_order_requests
+from .kit import ROOT, DaemonProcess, WorldClock, eventually, new_order_requests
 
 __all__ = ["socket_dir"]  # the fixture, used by name
 NEW_ORDER, CLOSE_POSITION = "ProtoOANewOrderReq", "ProtoOAClosePositionReq"
@@ -47,6 +47,7 @@ async def test_status_names_every_account_and_counts_copies_with_latency(
     make_config: MakeConfig,
     daemons: Daemons,
     socket_dir: Path,
+    world_clock: WorldClock,
 ) -> None:
     config = operated(
         make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")]
@@ -54,7 +55,9 @@ async def test_status_names_every_account_and_counts_copies_with_latency(
     daemon = await started(daemons, config)
     await master.market("EURUSD", Side.BUY, "0.10")
     await daemon.settle()
+    world_clock.advance(3600)  # the status is dated by the daemon's clock
     doc = await status(socket_dir)
+    assert abs(doc["daemon"]["time_ms"] - world_clock() * 1000) < 60_000
     accounts = {a["name"]: a for a in doc["accounts"]}
     assert set(accounts) == {"master", "follower-hedged"}
     follower = accounts["follower-hedged"]

@@ -13,10 +13,10 @@ import pytest
 from polling import wait_until
 
 from cmamd.accounts import catalogue as catalogue_module
-from cmamd.accounts import recovery
 from cmamd.accounts.model import AccountKind, OrderKind, Side
 from cmamd.accounts.session import AccountChange, AccountSession
 from cmamd.accounts.status import SessionStatus
+from cmamd.accounts.timing import SessionTiming
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.errors import RequestNotSent, SendTimeout
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
@@ -634,11 +634,9 @@ async def test_an_account_needing_reauthorisation_comes_back_with_a_new_pair_onl
     conn: FakeConnection,
     make_session: Callable[..., AccountSession],
     store: StateStore,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(recovery, "REAUTH_WATCH_S", 0.01)
     conn.valid_access = conn.valid_refresh = "revoked"
-    session = make_session()
+    session = make_session(timing=SessionTiming(reauth_watch_s=0.01))
     await session.start()
     assert (session.status, session.ready.is_set()) == (SessionStatus.NEEDS_REAUTH, False)
     sent = len(conn.sent)

@@ -184,7 +184,7 @@ async def test_the_start_up_wait_ends_when_every_account_is_ready_or_failed() ->
         sessions[1].ready.set()
 
     helper = asyncio.create_task(later())
-    left = await wait_until_settled(lambda: sessions, stall_s=5)
+    left = await wait_until_settled(lambda: sessions, 5, time.monotonic)
     await helper
     assert left == []
     by_name = {x.name: x for x in sessions}
@@ -194,7 +194,7 @@ async def test_the_start_up_wait_ends_when_every_account_is_ready_or_failed() ->
 async def test_the_start_up_wait_gives_up_only_when_no_account_progresses() -> None:
     sessions = [_Session("a"), _Session("b")]
     started = time.monotonic()
-    left = await wait_until_settled(lambda: sessions, stall_s=0.3)
+    left = await wait_until_settled(lambda: sessions, 0.3, time.monotonic)
     assert left == ["a", "b"] and time.monotonic() - started >= 0.3
     by_name = {x.name: x for x in sessions}
     assert status_suffix(not_ready(by_name, by_name)) == "not ready: a (starting), b (starting)"
@@ -207,13 +207,21 @@ async def test_an_account_that_cannot_reach_the_server_does_not_hold_ready_back(
     )
     started = time.monotonic()
     unreachable = [down]
-    left = await wait_until_settled(lambda: unreachable, stall_s=5)
+    left = await wait_until_settled(lambda: unreachable, 5, time.monotonic)
     assert left == [] and time.monotonic() - started < 1
     # with its connection up, a failed first try is waited for: it comes up at the budget's pace
     slow = _Session("b", status=SessionStatus.REAUTHORISING, error="start-up failed: SendTimeout")
     linked = [slow]
-    left = await wait_until_settled(lambda: linked, stall_s=0.2)
+    left = await wait_until_settled(lambda: linked, 0.2, time.monotonic)
     assert left == ["b"]
+
+
+async def test_the_start_up_wait_measures_the_stall_on_the_daemons_clock() -> None:
+    # an hour's stall passes in a few checks when the injected clock says so
+    ticks = iter(range(0, 10**6, 1200))
+    started = time.monotonic()
+    left = await wait_until_settled(lambda: [_Session("a")], 3600, lambda: float(next(ticks)))
+    assert left == ["a"] and time.monotonic() - started < 3
 
 
 async def test_periodic_pnl_refreshes_are_admitted_like_start_up_work(
