@@ -84,7 +84,7 @@ def run_to_exit(main: Coroutine[Any, Any, int], *, grace_s: float = CANCEL_GRACE
     finally:
         stuck = _cancel_leftovers(loop, grace_s)
         if stuck:
-            log.error("tasks still running at exit; exiting without them", tasks=stuck)
+            log.error("tasks still running at exit", tasks=stuck, next="exiting without them")
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)

@@ -12,7 +12,6 @@ from .source_rules import Finding, log_findings, package_modules
 # Being converted by its owner this session; the integrator empties this list.
 BEING_CONVERTED = frozenset(
     {
-        "cmamd/control/server.py",
         "cmamd/replication/audit.py",
         "cmamd/replication/executor.py",
         "cmamd/replication/identity.py",

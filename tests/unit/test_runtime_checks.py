@@ -13,10 +13,6 @@ from .source_rules import assert_findings, cast_findings, package_modules
 BEING_CONVERTED = frozenset(
     {
         "cmamd/connection/client.py",
-        "cmamd/control/actions.py",
-        "cmamd/control/hub.py",
-        "cmamd/control/manual.py",
-        "cmamd/control/status.py",
         "cmamd/replication/confirm.py",
         "cmamd/replication/order_plan.py",
         "cmamd/replication/position_plan.py",
