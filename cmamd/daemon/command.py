@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from cmamd.daemon.launch import run_daemon
+from cmamd.logs import enable_logger_cache
 
 DEFAULT_CONFIG = Path("/etc/cmamd/config.yaml")
 
@@ -22,4 +23,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    enable_logger_cache()  # the daemon's own process: no test captures its loggers
     return asyncio.run(run_daemon(args.config))
