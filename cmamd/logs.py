@@ -280,6 +280,9 @@ class _Output:
 
     handler: _LineHandler | None = None
     threshold = logging.DEBUG
+    # The last processor of our chain: while a test's capture_logs has put its own there,
+    # the level is not ours to apply.
+    renderer: Processor | None = None
 
 
 _output = _Output()
@@ -309,32 +312,37 @@ def _sink_factory(*args: Any) -> _Sink:
     return _Sink(str(args[0]) if args else "cmamd")
 
 
+def _ours(processors: Iterable[Processor]) -> bool:
+    return isinstance(processors, list) and bool(processors) and processors[-1] is _output.renderer
+
+
 class CmamdLogger(structlog.stdlib.BoundLogger):
     """``structlog.stdlib.BoundLogger`` without the stdlib round trip for our own lines,
-    and the level checked first: a filtered line builds nothing."""
+    and the level checked first: a filtered line builds nothing. Under another chain
+    (``capture_logs``) nothing is filtered, as when the filter was a processor."""
 
     def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
-        if _output.threshold > logging.DEBUG:
+        if _output.threshold > logging.DEBUG and _ours(self._processors):
             return None
         return self._proxy_to_logger("debug", event, *args, **kw)
 
     def info(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
-        if _output.threshold > logging.INFO:
+        if _output.threshold > logging.INFO and _ours(self._processors):
             return None
         return self._proxy_to_logger("info", event, *args, **kw)
 
     def warning(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
-        if _output.threshold > logging.WARNING:
+        if _output.threshold > logging.WARNING and _ours(self._processors):
             return None
         return self._proxy_to_logger("warning", event, *args, **kw)
 
     def error(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
-        if _output.threshold > logging.ERROR:
+        if _output.threshold > logging.ERROR and _ours(self._processors):
             return None
         return self._proxy_to_logger("error", event, *args, **kw)
 
     def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
-        if _output.threshold > logging.ERROR:
+        if _output.threshold > logging.ERROR and _ours(self._processors):
             return None
         kw.setdefault("exc_info", True)
         return self._proxy_to_logger("exception", event, *args, **kw)
@@ -396,6 +404,7 @@ def configure_logging(
 
     # Our own lines skip the stdlib: no LogRecord, no second pass through a formatter.
     _processors[:] = [*shared, *final]
+    _output.renderer = final[-1]
     _output.handler = handler
     _output.threshold = logging.getLevelName(level.upper())
     structlog.configure(

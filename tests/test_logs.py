@@ -321,3 +321,76 @@ def test_a_whole_session_never_prints_a_secret() -> None:
     assert lines[0]["client_secret"] == "***" and lines[0]["client_id"] == "1234_abc"
     assert lines[5]["logger"] == "websockets.client"
     assert lines[9]["last_token"] == "***"
+
+
+# --- the cost of a line: what the fast paths must not lose ----------------------------------
+
+
+class Probe:
+    """A field value that counts how often anything renders it."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def __repr__(self) -> str:
+        self.renders += 1
+        return "Probe()"
+
+
+def test_a_filtered_line_renders_nothing() -> None:
+    out = io.StringIO()
+    logs.configure_logging(level="info", fmt="json", stream=out)
+    log = logs.get_logger("cmamd.test")
+    probe = Probe()
+    log.debug("hidden", probe=probe)
+    assert out.getvalue() == "" and probe.renders == 0
+    log.info("shown", probe=probe)
+    assert json_lines(out.getvalue())[0]["probe"] == "Probe()" and probe.renders == 1
+
+
+def test_cached_loggers_follow_a_reconfiguration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "_cache_loggers", False)
+    logs.enable_logger_cache()
+    first, second = io.StringIO(), FakeTTY()
+    logs.configure_logging(level="warning", fmt="json", stream=first)
+    log = logs.get_logger("cmamd.test")
+    log.warning("cached now")
+    assert log.bind.__name__ == "finalized_bind"  # structlog cached this proxy's logger
+    # SIGHUP: another level, format and stream; the cached logger must use all three.
+    logs.configure_logging(level="debug", fmt="console", stream=second, secrets=[ACCESS_TOKEN])
+    log.debug("after reload", token_seen=f"x{ACCESS_TOKEN}")
+    assert [line["event"] for line in json_lines(first.getvalue())] == ["cached now"]
+    console = second.getvalue()
+    with pytest.raises(json.JSONDecodeError):  # the new renderer, not the cached chain's
+        json.loads(console)
+    assert "after reload" in console and ACCESS_TOKEN not in console and "***" in console
+
+
+@pytest.mark.parametrize(
+    "secret", ['quote"and\\slash-secret', "pässwörd-with-umlauts", "tab\there-secret"]
+)
+def test_a_secret_is_found_in_its_json_escaped_form(secret: str) -> None:
+    out = io.StringIO()
+    logs.configure_logging(level="info", fmt="json", stream=out, secrets=[secret])
+    logs.get_logger("cmamd.test").info("sent", body=f"<{secret}>", nested={"x": [secret]})
+    text = out.getvalue()
+    assert secret not in text and json.dumps(secret)[1:-1] not in text
+    (line,) = json_lines(text)
+    assert line["body"] == "<***>" and line["nested"] == {"x": ["***"]}
+
+
+def test_a_broken_output_does_not_break_the_caller(capsys: pytest.CaptureFixture[str]) -> None:
+    out = io.StringIO()
+    logs.configure_logging(level="info", fmt="json", stream=out)
+    out.close()
+    logs.get_logger("cmamd.test").info("into the void")  # must not raise
+    assert "Logging error" in capsys.readouterr().err
+
+
+def test_capture_logs_sees_every_level_after_a_configuration() -> None:
+    logs.configure_logging(level="error", fmt="json", stream=io.StringIO())
+    log = logs.get_logger("cmamd.test")
+    with capture_logs() as captured:
+        log.debug("a debug line")
+        log.info("an info line")
+    assert [entry["event"] for entry in captured] == ["a debug line", "an info line"]
