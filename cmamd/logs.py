@@ -278,11 +278,10 @@ def _report_write_failure(exc: Exception) -> None:
 class _Output:
     """What every cached logger reads at each call, so a reconfiguration reaches them."""
 
-    handler: _LineHandler | None = None
-    threshold = logging.DEBUG
-    # The last processor of our chain: while a test's capture_logs has put its own there,
-    # the level is not ours to apply.
-    renderer: Processor | None = None
+    def __init__(self) -> None:
+        self.handler: _LineHandler | None = None
+        self.threshold = logging.DEBUG
+        self.final: list[Processor] = []  # the processors after the shared ones (_route)
 
 
 _output = _Output()
@@ -292,20 +291,55 @@ _processors: list[Processor] = []
 _cache_loggers = False
 
 
-class _Sink:
-    """The logger our structlog loggers wrap: the rendered line goes to the one output."""
+def _route(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+    """Last processor of our chain: when our handler is the root logger's only one (the
+    daemon), render here and let the sink write the line; otherwise (pytest's caplog, a
+    handler someone added) hand the event dict to the stdlib as before, so every handler
+    gets the record and ours renders it through the same final processors."""
+    handlers = logging.root.handlers
+    if len(handlers) == 1 and handlers[0] is _output.handler:
+        rendered: Any = event_dict
+        for processor in _output.final:
+            rendered = processor(logger, method_name, rendered)
+        return rendered
+    return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method_name, event_dict)
 
-    __slots__ = ("name",)
+
+class _Sink:
+    """The logger our structlog loggers wrap: a rendered line goes to the one output, an
+    event dict for the stdlib (see ``_route``) to the stdlib logger of the same name."""
+
+    __slots__ = ("_stdlib", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._stdlib = logging.getLogger(name)
 
-    def _write(self, line: str) -> None:
-        handler = _output.handler
-        if handler is not None:
-            handler.write_line(line)
+    def _emit(self, method_name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        if len(args) == 1 and not kw and isinstance(args[0], str):
+            handler = _output.handler
+            if handler is not None:
+                handler.write_line(args[0])
+        else:
+            getattr(self._stdlib, method_name)(*args, **kw)
 
-    debug = info = warning = error = exception = critical = msg = _write
+    def debug(self, *args: Any, **kw: Any) -> None:
+        self._emit("debug", args, kw)
+
+    def info(self, *args: Any, **kw: Any) -> None:
+        self._emit("info", args, kw)
+
+    def warning(self, *args: Any, **kw: Any) -> None:
+        self._emit("warning", args, kw)
+
+    def error(self, *args: Any, **kw: Any) -> None:
+        self._emit("error", args, kw)
+
+    def exception(self, *args: Any, **kw: Any) -> None:
+        self._emit("exception", args, kw)
+
+    def critical(self, *args: Any, **kw: Any) -> None:
+        self._emit("critical", args, kw)
 
 
 def _sink_factory(*args: Any) -> _Sink:
@@ -313,7 +347,8 @@ def _sink_factory(*args: Any) -> _Sink:
 
 
 def _ours(processors: Iterable[Processor]) -> bool:
-    return isinstance(processors, list) and bool(processors) and processors[-1] is _output.renderer
+    # While a test's capture_logs has put its own processor last, the level is not ours.
+    return isinstance(processors, list) and bool(processors) and processors[-1] is _route
 
 
 class CmamdLogger(structlog.stdlib.BoundLogger):
@@ -403,8 +438,8 @@ def configure_logging(
         logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
 
     # Our own lines skip the stdlib: no LogRecord, no second pass through a formatter.
-    _processors[:] = [*shared, *final]
-    _output.renderer = final[-1]
+    _output.final = final
+    _processors[:] = [*shared, _route]
     _output.handler = handler
     _output.threshold = logging.getLevelName(level.upper())
     structlog.configure(
