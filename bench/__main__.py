@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import log_cost
 from bench.latency import THROTTLE_SPAN_S, isolated_gap
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,7 @@ SCENARIOS = (
     "burst",
     "memory",
     "planner",
+    "logline",
 )
 MAX_RPS = 50
 
@@ -74,6 +76,7 @@ def parameters(quick: bool) -> dict[str, Any]:
             "burst": {"requests": 100},
             "memory": {"followers": 5, "positions": 5},
             "planner": {"copies": 100, "seconds": 0.2, "histories": [0, 1_000]},
+            "logline": {"seconds": 0.3},
         }
     return {
         "wire": {"trades": 100, "gap_s": 0.05, "repeats": 5, "idle_s": 5.0},
@@ -102,6 +105,7 @@ def parameters(quick: bool) -> dict[str, Any]:
         "burst": {"requests": 500},
         "memory": {"followers": 50, "positions": 10},
         "planner": {"copies": 500, "seconds": 1.0, "histories": [0, 10_000, 100_000]},
+        "logline": {"seconds": 1.0},
     }
 
 
@@ -572,6 +576,9 @@ def render(results: dict[str, Any]) -> str:
                 rows,
             )
         )
+    logline = results.get("logline", {}).get("result")
+    if logline:
+        parts.append(table(*log_cost.table_parts(logline)))
     timing = [
         [name, payload.get("wall_s"), f"error: {payload['error']}" if "error" in payload else "ok"]
         for name, payload in results.items()

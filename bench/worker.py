@@ -53,6 +53,10 @@ def _run(scenario: str, params: dict[str, Any]) -> Any:
         from bench import planner_cpu
 
         return planner_cpu.run(**params)
+    if scenario == "logline":
+        from bench import log_cost
+
+        return log_cost.run(**params)
     raise SystemExit(f"unknown scenario {scenario!r}")
 
 

@@ -9,15 +9,19 @@ reach the journal, which is readable by more people than the state directory is.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, TextIO
 from urllib.parse import quote
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from cmamd.log_output import CmamdLogger, LineHandler, output, route, sink_factory
 
 REDACTED = "***"
 # Shorter values would be replaced inside ordinary words and numbers all over the log.
@@ -35,6 +39,8 @@ _HANDLER_NAME = "cmamd"
 _CHATTY_LIBRARIES = ("websockets",)
 
 
+# Field names come from our code and from wire replies: a bounded cache, not a growing set.
+@lru_cache(maxsize=4096)
 def is_secret_field(name: str) -> bool:
     normalized = name.lower().replace("_", "").replace("-", "")
     return normalized.endswith(_SECRET_FIELD_SUFFIXES)
@@ -44,7 +50,13 @@ def redact_secret_fields(
     logger: WrappedLogger, method_name: str, event_dict: EventDict
 ) -> EventDict:
     """Processor: blank the value of every field named like a credential, at any depth."""
-    return _redact_field_map(event_dict, 0)
+    for key, item in event_dict.items():
+        # The usual line: plain values under ordinary names, nothing to rebuild.
+        if type(item) not in _SCALAR_TYPES or (
+            isinstance(key, str) and is_secret_field(key) and _is_filled(item)
+        ):
+            return _redact_field_map(event_dict, 0)
+    return event_dict
 
 
 def _redact_field_map(value: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
@@ -58,8 +70,12 @@ def _redact_field_map(value: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
     }
 
 
+# Exact types, checked before the (slow) abstract Mapping/list tests: most fields are these.
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def _redact_fields(value: Any, depth: int) -> Any:
-    if depth > _MAX_DEPTH:
+    if type(value) in _SCALAR_TYPES or depth > _MAX_DEPTH:
         return value
     if isinstance(value, Mapping):
         return _redact_field_map(value, depth)
@@ -94,7 +110,9 @@ class SecretRedactor:
         if len(secret) < MIN_SECRET_LENGTH:
             return False
         # Tokens also travel URL-encoded (the token endpoint takes them as query parameters).
-        variants = {secret, quote(secret, safe="")}
+        # JSON lines are searched once rendered: there a secret appears JSON-escaped.
+        raw = {secret, quote(secret, safe="")}
+        variants = raw | {json.dumps(text)[1:-1] for text in raw}
         if variants <= self._secrets:
             return True
         self._secrets |= variants
@@ -117,8 +135,22 @@ class SecretRedactor:
             return event_dict
         return _redact_value_map(event_dict, pattern, 0)
 
+    def found_in(self, text: str) -> bool:
+        pattern = self._pattern
+        return pattern is not None and pattern.search(text) is not None
+
 
 def _redact_values(value: Any, pattern: re.Pattern[str], depth: int) -> Any:
+    kind = type(value)
+    if kind is str:
+        # Shorter than any registered secret: nothing to find (search is cheaper than sub).
+        return (
+            value
+            if len(value) < MIN_SECRET_LENGTH or not pattern.search(value)
+            else (pattern.sub(REDACTED, value))
+        )
+    if kind in _SCALAR_TYPES:
+        return value
     if isinstance(value, str):
         return pattern.sub(REDACTED, value)
     if value is None or isinstance(value, bool | int | float):
@@ -170,6 +202,25 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _final_processors(fmt: str, stream: TextIO) -> list[Processor]:
+    """Tracebacks to text, then both redactions, then the renderer: for every line.
+
+    A JSON line is rendered first and searched once for any secret, redacted and
+    rendered again only on a hit: walking every value of every line cost more than the
+    rest of the pipeline together.
+    """
+    if fmt == "auto":
+        fmt = "console" if _is_tty(stream) else "json"
+    if fmt == "json":
+        return [structlog.processors.format_exc_info, redact_secret_fields, _json_renderer]
+    return [
+        structlog.processors.format_exc_info,
+        redact_secret_fields,
+        redact_secrets,
+        _renderer(fmt, stream),
+    ]
+
+
 def _renderer(fmt: str, stream: TextIO) -> Processor:
     if fmt == "auto":
         fmt = "console" if _is_tty(stream) else "json"
@@ -183,21 +234,42 @@ def _renderer(fmt: str, stream: TextIO) -> Processor:
 
 
 _HEADER_KEYS = ("timestamp", "level", "logger", "event")
-_json_dumps = structlog.processors.JSONRenderer()
 
 
 def _json_renderer(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+    line = _json_line(event_dict)
+    if _redactor.found_in(line):
+        line = _json_line(redact_secrets(logger, method_name, event_dict))
+    return line
+
+
+def _json_line(event_dict: EventDict) -> str:
     # The fixed keys first, so `journalctl -o cat` lines line up for a human reader too.
     ordered = {key: event_dict[key] for key in _HEADER_KEYS if key in event_dict}
     ordered.update(event_dict)
-    rendered = _json_dumps(logger, method_name, ordered)
-    # JSONRenderer returns bytes only with a bytes-returning serializer, which it is not given.
-    return rendered if isinstance(rendered, str) else rendered.decode()
+    # repr for what JSON cannot encode, as structlog's JSONRenderer does.
+    return json.dumps(ordered, default=repr)
 
 
 def _is_tty(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+# One list object for the whole process, changed in place: a logger cached on first use
+# keeps a reference to it and so follows every reconfiguration (SIGHUP: level, format).
+_processors: list[Processor] = []
+_cache_loggers = False
+
+
+def enable_logger_cache() -> None:
+    """Cache each logger on first use from now on (``cmamd run``: the daemon process).
+
+    Not the default because ``structlog.testing.capture_logs`` cannot see a cached
+    logger: tests that run the daemon in-process keep uncached loggers.
+    """
+    global _cache_loggers
+    _cache_loggers = True
 
 
 def configure_logging(
@@ -221,17 +293,12 @@ def configure_logging(
         register_secret(secret)
 
     shared = _shared_processors()
+    final = _final_processors(fmt, stream)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            redact_secret_fields,
-            redact_secrets,
-            _renderer(fmt, stream),
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = logging.StreamHandler(stream)
+    handler = LineHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 
@@ -243,21 +310,20 @@ def configure_logging(
     for name in _CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
 
+    # Our own lines skip the stdlib: no LogRecord, no second pass through a formatter.
+    output.final = final
+    _processors[:] = [*shared, route]
+    output.handler = handler
+    output.threshold = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[
-            # Level checks ask stdlib, so a reconfiguration applies to existing loggers too.
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        # A logger cached before a reconfiguration would keep the old processor chain.
-        cache_logger_on_first_use=False,
+        processors=_processors,
+        logger_factory=sink_factory,
+        wrapper_class=CmamdLogger,
+        cache_logger_on_first_use=_cache_loggers,
     )
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    # structlog.get_logger is untyped; configure_logging sets wrapper_class to BoundLogger.
+    # structlog.get_logger is untyped; configure_logging sets wrapper_class to CmamdLogger.
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger

@@ -5,7 +5,7 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,28 @@ def isolated_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         logging.getLogger(name).setLevel(level)
     structlog.contextvars.clear_contextvars()
     structlog.reset_defaults()
+
+
+Configure = Callable[..., None]
+
+
+@pytest.fixture(params=["direct", "stdlib"])
+def configure(request: pytest.FixtureRequest) -> Configure:
+    """configure_logging, then either our handler alone on the root logger (the daemon:
+    lines rendered and written directly) or with pytest's handlers still there (every
+    record through the stdlib, as tests with caplog need)."""
+
+    def configure_and_route(*args: Any, **kwargs: Any) -> None:
+        logs.configure_logging(*args, **kwargs)
+        root = logging.getLogger()
+        if request.param == "direct":
+            for handler in [h for h in root.handlers if h.get_name() != "cmamd"]:
+                root.removeHandler(handler)
+            assert len(root.handlers) == 1
+        else:
+            assert len(root.handlers) > 1
+
+    return configure_and_route
 
 
 class FakeTTY(io.StringIO):
@@ -162,9 +184,9 @@ def test_without_secrets_the_event_dict_passes_untouched() -> None:
 # --- the configured pipeline -------------------------------------------------------------
 
 
-def test_json_lines_carry_the_required_keys_and_utc_iso_timestamps() -> None:
+def test_json_lines_carry_the_required_keys_and_utc_iso_timestamps(configure: Configure) -> None:
     out = io.StringIO()
-    logs.configure_logging(level="info", fmt="json", stream=out)
+    configure(level="info", fmt="json", stream=out)
     structlog.contextvars.bind_contextvars(account=123, rule="mirror")
     logs.get_logger("cmamd.test").info("copied", volume=100_000)
     logging.getLogger("some.library").warning("library says %s", "hi")
@@ -190,17 +212,17 @@ def test_json_lines_carry_the_required_keys_and_utc_iso_timestamps() -> None:
     assert second["account"] == 123
 
 
-def test_default_stream_is_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_stream_is_stdout(monkeypatch: pytest.MonkeyPatch, configure: Configure) -> None:
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    logs.configure_logging(fmt="auto")
+    configure(fmt="auto")
     logs.get_logger("cmamd.test").info("to journald")
     assert json_lines(out.getvalue())[0]["event"] == "to journald"
 
 
-def test_auto_format_is_console_on_a_tty() -> None:
+def test_auto_format_is_console_on_a_tty(configure: Configure) -> None:
     tty = FakeTTY()
-    logs.configure_logging(fmt="auto", stream=tty, secrets=[ACCESS_TOKEN])
+    configure(fmt="auto", stream=tty, secrets=[ACCESS_TOKEN])
     logs.get_logger("cmamd.test").info("hello", token_used=ACCESS_TOKEN, account=7)
     line = tty.getvalue()
     with pytest.raises(json.JSONDecodeError):
@@ -209,25 +231,27 @@ def test_auto_format_is_console_on_a_tty() -> None:
     assert ACCESS_TOKEN not in line and "***" in line
 
 
-def test_reconfiguring_changes_level_for_existing_loggers_without_duplicating_lines() -> None:
+def test_reconfiguring_changes_level_for_existing_loggers_without_duplicating_lines(
+    configure: Configure,
+) -> None:
     out = io.StringIO()
-    logs.configure_logging(level="warning", fmt="json", stream=out)
+    configure(level="warning", fmt="json", stream=out)
     log = logs.get_logger("cmamd.test")
     log.info("hidden")
     log.warning("shown once")
-    logs.configure_logging(level="debug", fmt="json", stream=out)  # the SIGHUP path
+    configure(level="debug", fmt="json", stream=out)  # the SIGHUP path
     log.debug("now visible")
     assert [line["event"] for line in json_lines(out.getvalue())] == ["shown once", "now visible"]
 
 
-def test_websockets_chatter_is_quiet_unless_debug() -> None:
+def test_websockets_chatter_is_quiet_unless_debug(configure: Configure) -> None:
     out = io.StringIO()
-    logs.configure_logging(level="info", fmt="json", stream=out)
+    configure(level="info", fmt="json", stream=out)
     ws = logging.getLogger("websockets.client")
     ws.info("< PING")
     ws.warning("connection lost")
     logging.getLogger("asyncio").info("asyncio info passes")
-    logs.configure_logging(level="debug", fmt="json", stream=out)
+    configure(level="debug", fmt="json", stream=out)
     ws.debug("> PONG")
     events = [line["event"] for line in json_lines(out.getvalue())]
     assert events == ["connection lost", "asyncio info passes", "> PONG"]
@@ -258,9 +282,9 @@ async def test_context_is_bound_per_task() -> None:
 # --- a whole session, end to end ---------------------------------------------------------
 
 
-def test_a_whole_session_never_prints_a_secret() -> None:
+def test_a_whole_session_never_prints_a_secret(configure: Configure) -> None:
     out = io.StringIO()
-    logs.configure_logging(level="debug", fmt="json", stream=out, secrets=[CLIENT_SECRET])
+    configure(level="debug", fmt="json", stream=out, secrets=[CLIENT_SECRET])
     logs.register_secret(ACCESS_TOKEN)
     logs.register_secret(REFRESH_TOKEN)
     log = logs.get_logger("cmamd.connection")
@@ -290,7 +314,7 @@ def test_a_whole_session_never_prints_a_secret() -> None:
     logs.register_secret(ROTATED_TOKEN)
     structlog.contextvars.bind_contextvars(last_token=ROTATED_TOKEN)
     log.warning("rotated", note=f"new token is {ROTATED_TOKEN}")
-    logs.configure_logging(level="info", fmt="json", stream=out)  # SIGHUP keeps the registry
+    configure(level="info", fmt="json", stream=out)  # SIGHUP keeps the registry
     log.info("after reload", value=ROTATED_TOKEN)
 
     text = out.getvalue()
@@ -321,3 +345,91 @@ def test_a_whole_session_never_prints_a_secret() -> None:
     assert lines[0]["client_secret"] == "***" and lines[0]["client_id"] == "1234_abc"
     assert lines[5]["logger"] == "websockets.client"
     assert lines[9]["last_token"] == "***"
+
+
+# --- the cost of a line: what the fast paths must not lose ----------------------------------
+
+
+class Probe:
+    """A field value that counts how often anything renders it."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def __repr__(self) -> str:
+        self.renders += 1
+        return "Probe()"
+
+
+def test_a_filtered_line_renders_nothing(configure: Configure) -> None:
+    out = io.StringIO()
+    configure(level="info", fmt="json", stream=out)
+    log = logs.get_logger("cmamd.test")
+    probe = Probe()
+    log.debug("hidden", probe=probe)
+    assert out.getvalue() == "" and probe.renders == 0
+    log.info("shown", probe=probe)
+    assert json_lines(out.getvalue())[0]["probe"] == "Probe()" and probe.renders >= 1
+
+
+def test_cached_loggers_follow_a_reconfiguration(
+    monkeypatch: pytest.MonkeyPatch, configure: Configure
+) -> None:
+    monkeypatch.setattr(logs, "_cache_loggers", False)
+    logs.enable_logger_cache()
+    first, second = io.StringIO(), FakeTTY()
+    configure(level="warning", fmt="json", stream=first)
+    log = logs.get_logger("cmamd.test")
+    log.warning("cached now")
+    assert log.bind.__name__ == "finalized_bind"  # structlog cached this proxy's logger
+    # SIGHUP: another level, format and stream; the cached logger must use all three.
+    configure(level="debug", fmt="console", stream=second, secrets=[ACCESS_TOKEN])
+    log.debug("after reload", token_seen=f"x{ACCESS_TOKEN}")
+    assert [line["event"] for line in json_lines(first.getvalue())] == ["cached now"]
+    console = second.getvalue()
+    with pytest.raises(json.JSONDecodeError):  # the new renderer, not the cached chain's
+        json.loads(console)
+    assert "after reload" in console and ACCESS_TOKEN not in console and "***" in console
+
+
+@pytest.mark.parametrize(
+    "secret", ['quote"and\\slash-secret', "pässwörd-with-umlauts", "tab\there-secret"]
+)
+def test_a_secret_is_found_in_its_json_escaped_form(secret: str, configure: Configure) -> None:
+    out = io.StringIO()
+    configure(level="info", fmt="json", stream=out, secrets=[secret])
+    logs.get_logger("cmamd.test").info("sent", body=f"<{secret}>", nested={"x": [secret]})
+    text = out.getvalue()
+    assert secret not in text and json.dumps(secret)[1:-1] not in text
+    (line,) = json_lines(text)
+    assert line["body"] == "<***>" and line["nested"] == {"x": ["***"]}
+
+
+def test_a_broken_output_does_not_break_the_caller(
+    capsys: pytest.CaptureFixture[str], configure: Configure
+) -> None:
+    out = io.StringIO()
+    configure(level="info", fmt="json", stream=out)
+    out.close()
+    logs.get_logger("cmamd.test").info("into the void")  # must not raise
+    assert "Logging error" in capsys.readouterr().err
+
+
+def test_capture_logs_sees_every_level_after_a_configuration(configure: Configure) -> None:
+    configure(level="error", fmt="json", stream=io.StringIO())
+    log = logs.get_logger("cmamd.test")
+    with capture_logs() as captured:
+        log.debug("a debug line")
+        log.info("an info line")
+    assert [entry["event"] for entry in captured] == ["a debug line", "an info line"]
+
+
+def test_stdlib_handlers_still_get_our_records(caplog: pytest.LogCaptureFixture) -> None:
+    out = io.StringIO()
+    logs.configure_logging(level="info", fmt="json", stream=out, secrets=[ACCESS_TOKEN])
+    logs.get_logger("cmamd.test").warning("copy skipped", reason="closed", token=ACCESS_TOKEN)
+    (record,) = [r for r in caplog.records if r.name == "cmamd.test"]
+    assert record.levelno == logging.WARNING
+    assert isinstance(record.msg, dict) and record.msg["event"] == "copy skipped"
+    (line,) = json_lines(out.getvalue())
+    assert line["reason"] == "closed" and line["token"] == "***"

@@ -15,11 +15,11 @@ from typing import Any, TextIO
 
 import yaml
 
+from cmamd.config.default_path import DEFAULT_CONFIG
 from cmamd.control.client import EXIT_NO_PERMISSION, ClientError, ControlClient
 from cmamd.control.status import render
 
 DEFAULT_SOCKET = Path("/run/cmamd/control.sock")
-DEFAULT_CONFIG = Path("/etc/cmamd/config.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
