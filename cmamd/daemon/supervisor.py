@@ -44,6 +44,7 @@ from cmamd.daemon.startup import wait_until_settled
 from cmamd.logs import configure_logging, get_logger, register_secret
 from cmamd.replication.executor import CopyReport, CopyRoute, Replicator
 from cmamd.replication.planner import CopyTarget
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.state.store import StateStore
 
 log = get_logger("cmamd.daemon")
@@ -73,8 +74,10 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
         notifier: SystemdNotifier | None = None,
         on_report: Callable[[CopyReport], None] | None = None,
+        tuning: ReplicationTuning | None = None,
     ) -> None:
         self.config_path = config_path
+        self.tuning = tuning or ReplicationTuning()
         self._environ = dict(os.environ if environ is None else environ)
         self.notifier = notifier or SystemdNotifier(env=self._environ)
         self._on_report = on_report
@@ -140,7 +143,9 @@ class Daemon:
         self.pool = ConnectionPool(config.api)
         self.tokens = TokenKeeper(self.store)
         self.hub = OperatorHub(self, self._environ)
-        self.replicator = Replicator(self.store, self.sessions, on_report=self._report)
+        self.replicator = Replicator(
+            self.store, self.sessions, tuning=self.tuning, on_report=self._report
+        )
         self.replicator.start()
         await self.hub.start()
         await self._start_accounts(config, config.enabled_accounts)

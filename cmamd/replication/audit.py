@@ -48,7 +48,7 @@ def log_findings(
             follower=follower,
             master_item=plan.key,
             actions=describe(plan),
-            notes=plan.notes,
+            notes=[note.reason for note in plan.notes],
         )
     return len(found)
 

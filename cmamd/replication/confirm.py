@@ -104,3 +104,29 @@ async def executed(session: AccountSession, client_order_id: str, action: str, n
         return False
     order = history.get(client_order_id)
     return order is not None and reached_broker(action, order)
+
+
+def settle_open_intents(store: StateStore, sessions: Iterable[AccountSession]) -> int:
+    """After a crash: intents sent (or about to be) whose outcome was never recorded.
+
+    Called once the followers have been reconciled at start-up: what the broker holds is
+    now the truth, and the planner works from it, so each such entry is marked resolved
+    (the order either exists, labelled, and is adopted, or never happened).
+    """
+    settled = 0
+    ready = {s.account_id for s in sessions if s.ready.is_set()}
+    for entry in store.open_intents():
+        if entry.follower_id not in ready:
+            continue  # settled on a later start, once that account is reachable
+        store.journal_outcome(
+            entry.intent_id, "resolved", "outcome settled by reconciling at start-up"
+        )
+        log.warning(
+            "unfinished order from before a restart settled by reconcile",
+            follower_id=entry.follower_id,
+            master_item=entry.key,
+            action=entry.action,
+            client_order_id=entry.client_order_id,
+        )
+        settled += 1
+    return settled

@@ -12,7 +12,14 @@ from cmamd.accounts.model import AccountKind, AccountState, OrderKind, Side, Sym
 from cmamd.config.rules import CopyMode, Destination, Sides, VolumeMode
 from cmamd.protocol.units import PRICE_SCALE, round_price
 from cmamd.replication import labels
-from cmamd.replication.intents import Intent, KeyPlan, OpenPosition, PlacePendingOrder, Skip
+from cmamd.replication.intents import (
+    Intent,
+    KeyPlan,
+    OpenPosition,
+    PlacePendingOrder,
+    PlanNote,
+    Skip,
+)
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.sizing import SizingContext
 
@@ -65,10 +72,11 @@ class PlanBuilder:
         self._base_seq = inputs.link.seq if inputs.link is not None else 0
         self.link = inputs.link
         self.intents: list[Intent] = []
-        self.notes: list[str] = []
+        self.notes: list[PlanNote] = []
 
-    def note(self, text: str) -> None:
-        self.notes.append(text)
+    def note(self, event: str, reason: str, **fields: object) -> None:
+        """``event`` is a fixed name ("copy skipped"); quantities go in ``fields``."""
+        self.notes.append(PlanNote(event, reason, fields))
 
     def next_client_order_id(self) -> str:
         """The id of the intent about to be added (call right before ``add``)."""

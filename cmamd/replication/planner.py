@@ -85,7 +85,7 @@ from cmamd.item_keys import (
     split_key,
 )
 from cmamd.replication import input_guard
-from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
+from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder, PlanNote
 from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link
 from cmamd.replication.order_plan import plan_order
@@ -188,7 +188,7 @@ def plan_key(
     """
     refused = input_guard.refusal(key, master, follower, origins)
     if refused is not None:
-        return KeyPlan(key, notes=[refused])
+        return KeyPlan(key, notes=[PlanNote("copy not planned", refused)])
     kind, item_id = split_key(key)
     if link is not None and (
         link.key != key

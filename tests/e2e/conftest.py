@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from cmamd.demo.master import MasterTrader
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimConfig, SimServer
 
 from .kit import InProcessDaemon, daemon_config, write_yaml
@@ -43,8 +44,12 @@ async def daemons() -> AsyncIterator[Callable[..., InProcessDaemon]]:
     """Factory of in-process daemons, all stopped at teardown."""
     started: list[InProcessDaemon] = []
 
-    def make(config: Path, environ: dict[str, str] | None = None) -> InProcessDaemon:
-        daemon = InProcessDaemon(config, environ or {})
+    def make(
+        config: Path,
+        environ: dict[str, str] | None = None,
+        tuning: ReplicationTuning | None = None,
+    ) -> InProcessDaemon:
+        daemon = InProcessDaemon(config, environ or {}, tuning)
         started.append(daemon)
         return daemon
 

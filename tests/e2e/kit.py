@@ -22,6 +22,7 @@ from polling import reached, wait_until
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimServer
 from cmamd.sim.snapshots import Position
 
@@ -146,12 +147,16 @@ class InProcessDaemon:
 
     config: Path
     environ: dict[str, str] = field(default_factory=dict)
+    tuning: ReplicationTuning | None = None
     daemon: Daemon | None = None
     task: asyncio.Task[int] | None = None
 
     async def start(self, timeout: float = 20.0) -> Daemon:
         self.daemon = Daemon(
-            self.config, environ=self.environ, notifier=SystemdNotifier(env=self.environ)
+            self.config,
+            environ=self.environ,
+            notifier=SystemdNotifier(env=self.environ),
+            tuning=self.tuning,
         )
         self.task = asyncio.create_task(self.daemon.run())
         started = asyncio.create_task(self.daemon.started.wait())
