@@ -547,7 +547,7 @@ def render(results: dict[str, Any]) -> str:
                 data["us_per_key"],
             ]
             for case, data in planner.items()
-            if case != "live"
+            if case not in ("live", "live_open")
         ]
         parts.append(
             table(
@@ -567,6 +567,8 @@ def render(results: dict[str, Any]) -> str:
                 rows,
             )
         )
+        rows = [[d["open_copies"], d["us_per_copy"]] for d in planner.get("live_open", [])]
+        parts.append(table("Planner CPU per live copy, K copies open", ["K", "us/copy"], rows))
     timing = [
         [name, payload.get("wall_s"), f"error: {payload['error']}" if "error" in payload else "ok"]
         for name, payload in results.items()

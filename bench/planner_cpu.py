@@ -27,7 +27,8 @@ from cmamd.config.rules import Destination
 from cmamd.item_keys import position_key
 from cmamd.replication.labels import label
 from cmamd.replication.links import Link, LinkStatus
-from cmamd.replication.planner import CopyTarget, origins_for, plan_all, plan_key
+from cmamd.replication.origins import LinkOrigins, origins_for
+from cmamd.replication.planner import CopyTarget, plan_all, plan_key
 
 MASTER = 1001
 FOLLOWER = 2002
@@ -204,9 +205,42 @@ def _measure_live(history: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _measure_live_open(open_copies: int, seconds: float) -> dict[str, Any]:
+    """One new master position planned while ``open_copies`` items are copied and open:
+    the origins the executor merges for the route (kept link by link), then ``plan_key``."""
+    held = [_master_position(i) for i in range(open_copies)]
+    new = _master_position(open_copies)
+    master = _account(MASTER, [*held, new])
+    follower = _account(FOLLOWER, [_copy(p) for p in held], ".m")
+    links = {link.key: link for link in map(_link, held)}
+    target = _target()
+    key = position_key(new.position_id)
+    kept = LinkOrigins.of(links.values())  # kept link by link by the executor's link cache
+
+    def once() -> int:
+        origins = kept.merged(master, {})
+        plan = plan_key(target, key, master, follower, None, NOW_MS, origins, _no_rate)
+        return len(plan.intents)
+
+    if once() != 1:
+        raise AssertionError("live with open copies: expected one OpenPosition")
+    calls, cpu, _ = _timed(once, seconds)
+    return {
+        "open_copies": open_copies,
+        "calls": calls,
+        "us_per_copy": round(cpu / calls * 1e6, 1),
+        "copies_per_s": round(calls / cpu),
+    }
+
+
+OPEN_COPIES = (10, 2_000)
+"""K open copies on the follower for the live case (issue 10: <= 60 us at K = 2000)."""
+
+
 def run(copies: int, seconds: float, histories: list[int] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         case: _measure(case, copies, seconds) for case in ("steady", "open", "close")
     }
     result["live"] = [_measure_live(h, seconds) for h in (histories or [0])]
+    result["live_open"] = [_measure_live_open(k, seconds) for k in OPEN_COPIES]
     return result

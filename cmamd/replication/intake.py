@@ -19,7 +19,7 @@ from cmamd.item_keys import ItemKind, split_key
 from cmamd.logs import get_logger
 from cmamd.replication.labels import parse_label
 from cmamd.replication.link_cache import LinkCache
-from cmamd.replication.planner import keys_for, origins_for
+from cmamd.replication.planner import keys_for
 from cmamd.replication.queue import ReplicationQueue
 from cmamd.replication.routes import CopyRoute, RouteRegistry
 
@@ -76,9 +76,7 @@ class Intake:
             self._queue.push(route.work(key), at=now, urgent=urgent)
 
     def origins_for(self, route: CopyRoute, master: AccountState) -> dict[str, str]:
-        return origins_for(
-            master, self._links.live(route.id).values(), self._links.origins(route.master_id)
-        )
+        return self._links.route_origins(route.id, route.master_id, master)
 
     def on_change(self, change: AccountChange) -> None:
         """Called by account sessions for every state change (synchronously)."""

@@ -18,6 +18,7 @@ from cmamd.accounts.model import AccountState
 from cmamd.item_keys import ItemKind, is_position_key, parse_key, split_key
 from cmamd.replication import settled
 from cmamd.replication.links import Link
+from cmamd.replication.origins import LinkOrigins
 from cmamd.replication.settled import SettledItems
 from cmamd.state.store import StateStore
 
@@ -38,6 +39,7 @@ class LinkCache:
     def __init__(self, store: StateStore) -> None:
         self._store = store
         self._live: dict[str, dict[str, Link]] = {}
+        self._link_origins: dict[str, LinkOrigins] = {}  # what each route's live links say
         self._settled = SettledItems()
         self._origins: dict[int, dict[str, str]] = {}
 
@@ -50,6 +52,7 @@ class LinkCache:
             )
             loaded = [Link.from_dict(d) for d in stored]
             self._live[route_id] = {link.key: link for link in loaded if link.active}
+            self._link_origins[route_id] = LinkOrigins.of(self._live[route_id].values())
             self._settled.load(route_id, loaded)
         if master_id not in self._origins:
             prefix = origin_meta_key(master_id, "")
@@ -61,6 +64,7 @@ class LinkCache:
 
     def drop_route(self, route_id: str) -> None:
         self._live.pop(route_id, None)
+        self._link_origins.pop(route_id, None)
         self._settled.drop_destination(route_id)
 
     def keep_masters(self, master_ids: Collection[int]) -> None:
@@ -69,8 +73,14 @@ class LinkCache:
             del self._origins[gone]
 
     # links -----------------------------------------------------------------------------
-    def live(self, route_id: str) -> dict[str, Link]:
-        return self._live.setdefault(route_id, {})
+    def live(self, route_id: str) -> Mapping[str, Link]:
+        return self._live.get(route_id, {})
+
+    def _put_live(self, route_id: str, link: Link) -> None:
+        live = self._live.setdefault(route_id, {})
+        old = live.get(link.key)
+        live[link.key] = link
+        self._link_origins.setdefault(route_id, LinkOrigins()).changed(old, link)
 
     def lookup(self, route_id: str, key: str) -> tuple[Link | None, bool]:
         """The key's link, and whether it came from the settled ones."""
@@ -85,11 +95,11 @@ class LinkCache:
 
     def hold(self, route_id: str, link: Link) -> None:
         """Hold a link the caller has just written to the store (with its journal entry)."""
-        self.live(route_id)[link.key] = link
+        self._put_live(route_id, link)
 
     def save(self, route_id: str, link: Link) -> None:
         self._store.put_link(link.to_dict())
-        self.live(route_id)[link.key] = link
+        self._put_live(route_id, link)
 
     def unsettle(self, route_id: str, key: str) -> None:
         """A settled item decided anew (copies found and adopted)."""
@@ -105,7 +115,9 @@ class LinkCache:
         """
         if link is None or link.active or holds_item(master, key):
             return
-        self._live.get(route_id, {}).pop(key, None)
+        old = self._live.get(route_id, {}).pop(key, None)
+        if old is not None:
+            self._link_origins[route_id].changed(old, None)
         self._settled.remember(route_id, link)
 
     @property
@@ -123,6 +135,11 @@ class LinkCache:
     # origins ---------------------------------------------------------------------------
     def origins(self, master_id: int) -> dict[str, str]:
         return self._origins.get(master_id, {})
+
+    def route_origins(self, route_id: str, master_id: int, master: AccountState) -> dict[str, str]:
+        """Every origin for planning one of the route's keys (origins.py)."""
+        link_origins = self._link_origins.get(route_id) or LinkOrigins()
+        return link_origins.merged(master, self._origins.get(master_id))
 
     def add_origins(self, master_id: int, found: Mapping[str, str]) -> None:
         """Origins seen in a master's fill events; held now, written through by ``persist``."""

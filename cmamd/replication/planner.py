@@ -78,7 +78,6 @@ from cmamd.accounts.model import AccountState
 from cmamd.item_keys import (
     ItemKind,
     is_order_key,
-    is_position_key,
     order_key,
     parse_key,
     position_key,
@@ -89,37 +88,11 @@ from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder, 
 from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link
 from cmamd.replication.order_plan import plan_order
+from cmamd.replication.origins import origins_for
 from cmamd.replication.plan_common import MARKET_KINDS, CopyTarget, KeyInputs, QuoteToDeposit
 from cmamd.replication.position_plan import plan_position
 
 __all__ = ["CopyTarget", "QuoteToDeposit", "keys_for", "origins_for", "plan_all", "plan_key"]
-
-
-def origins_for(
-    master: AccountState, links: Iterable[Link], known: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """``p<P>`` -> ``o<O>`` for positions opened (or to be opened) by a pending order.
-
-    Sources, weakest first: the master's pending orders (their position id), pending-order
-    links (``fill_key``), position links (``origin_key``), then ``known`` (fill events).
-    """
-    origins: dict[str, str] = {}
-    for order in master.orders.values():
-        pid = order.position_id
-        if pid and order.kind not in MARKET_KINDS and pid not in master.positions:
-            origins[position_key(pid)] = order_key(order.order_id)
-    links = list(links)
-    open_keys = {position_key(pid) for pid in master.positions}
-    for link in links:
-        # A fill_key is the position the order *would* fill into; it is an origin only once
-        # that position exists: a cancelled or expired order handed nothing over.
-        if link.fill_key in open_keys and is_order_key(link.key):
-            origins[link.fill_key] = link.key
-    for link in links:
-        if link.origin_key is not None and is_position_key(link.key):
-            origins[link.key] = link.origin_key
-    origins.update(known or {})
-    return origins
 
 
 def keys_for(
