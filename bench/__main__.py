@@ -562,7 +562,7 @@ def render(results: dict[str, Any]) -> str:
         ]
         parts.append(
             table(
-                "Planner CPU per live copy - origins_for over the cached links + plan_key",
+                "Planner CPU per live copy - origins kept link by link + plan_key",
                 ["closed links cached", "us/copy", "copies/s"],
                 rows,
             )

@@ -8,9 +8,10 @@ mixed in so the symbol mapping is exercised):
           or a burst of master trades planned at once)
   close   the master holds nothing, every copy and link still there: one ClosePosition each
 
-and ``live`` cases: what the executor plans per copy — ``origins_for`` over the destination's
-cached links, then ``plan_key`` for one new master position — with ``history`` closed links
-of earlier copies (the executor caches every link of a destination, closed ones included).
+and ``live`` cases: what the executor plans per copy — the route's origins merged from what
+its live links say (kept link by link, ``origins.LinkOrigins``), then ``plan_key`` for one
+new master position — with ``history`` closed links of earlier copies (settled: looked up by
+key, never walked), and with K copies open on the follower (``live_open``).
 
 Timed with ``time.process_time`` (CPU of this process) over repeated calls for at least
 ``seconds``; states are built once and never mutated by the planner.
@@ -27,7 +28,7 @@ from cmamd.config.rules import Destination
 from cmamd.item_keys import position_key
 from cmamd.replication.labels import label
 from cmamd.replication.links import Link, LinkStatus
-from cmamd.replication.origins import LinkOrigins, origins_for
+from cmamd.replication.origins import LinkOrigins
 from cmamd.replication.planner import CopyTarget, plan_all, plan_key
 
 MASTER = 1001
@@ -187,10 +188,11 @@ def _measure_live(history: int, seconds: float) -> dict[str, Any]:
         links[old.key] = old
     target = _target()
     key = position_key(new.position_id)
+    kept = LinkOrigins.of(link for link in links.values() if link.active)
 
     def once() -> int:
-        origins = origins_for(master, links.values(), {})
-        plan = plan_key(target, key, master, follower, None, NOW_MS, origins, _no_rate)
+        origins = kept.merged(master, {})
+        plan = plan_key(target, key, master, follower, links.get(key), NOW_MS, origins, _no_rate)
         return len(plan.intents)
 
     if once() != 1:

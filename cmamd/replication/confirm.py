@@ -12,13 +12,13 @@ planner treats the missing copy as closed on the follower, never reopening it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
 
 from cmamd.accounts.session import AccountSession
 from cmamd.connection.ratelimit import Priority
 from cmamd.logs import get_logger
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
+from cmamd.protocol.replies import expect_reply
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.state.store import JournalEntry, StateStore
 
@@ -31,16 +31,14 @@ HISTORY_MARGIN_MS = 60_000  # clock skew between this host and the broker
 async def orders_by_client_id(
     session: AccountSession, from_ms: int, to_ms: int
 ) -> dict[str, model_pb2.ProtoOAOrder]:
-    reply = cast(
-        pb.ProtoOAOrderListRes,
-        await session.connection.request(
-            pb.ProtoOAOrderListReq(
-                ctidTraderAccountId=session.account_id, fromTimestamp=from_ms, toTimestamp=to_ms
-            ),
-            priority=Priority.QUERY,
-            account_id=session.account_id,
+    answer = await session.connection.request(
+        pb.ProtoOAOrderListReq(
+            ctidTraderAccountId=session.account_id, fromTimestamp=from_ms, toTimestamp=to_ms
         ),
+        priority=Priority.QUERY,
+        account_id=session.account_id,
     )
+    reply = expect_reply(answer, pb.ProtoOAOrderListRes, "ProtoOAOrderListReq")
     if reply.hasMore:  # the window starts at the oldest unfinished open: rarely this long
         log.warning("order history truncated by the server", account=session.name)
     return {o.clientOrderId: o for o in reply.order if o.clientOrderId}

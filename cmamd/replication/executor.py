@@ -61,7 +61,7 @@ class Replicator:
         self._sessions = sessions
         self._links = LinkCache(store)
         self.queue = ReplicationQueue()
-        self._intake = Intake(sessions, self._links, self.queue)
+        self._intake = Intake(sessions, self._links, self.queue, eager=self.tuning.workers)
         self._followups = FollowUps(self.queue, self.tuning)
         self.stats = Stats()
         self._on_report = on_report
@@ -312,7 +312,7 @@ class Replicator:
                 if settled_to.status is LinkStatus.OPEN:
                     link = settled_to
             self._store.journal_outcome(intent_id, result.outcome.journaled, result.detail)
-            report(sent, result.outcome, result.detail, latency_ms, self.stats, self._on_report)
+            report(sent, result, latency_ms, self.stats, self._on_report)
             step = next_step(intent, result)
             if step is NextStep.CONTINUE:
                 self._followups.succeeded(route.work(plan.key))
@@ -351,9 +351,15 @@ class Replicator:
         return int(self._wall_clock() * 1000)
 
 
+QUIET_NOTES = frozenset({"copy planned"})
+"""Notes the copy's own outcome line ("copy done", with action, volume and lots) repeats:
+logged at debug, so that a copy costs one info line, not two."""
+
+
 def _log_notes(route: CopyRoute, plan: KeyPlan) -> None:
     for note in plan.notes:
-        log.info(
+        log_method = log.debug if note.event in QUIET_NOTES else log.info
+        log_method(
             note.event,  # a fixed name chosen by the planner (intents.PlanNote)
             reason=note.reason,
             rule=route.target.rule,

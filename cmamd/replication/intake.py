@@ -5,13 +5,17 @@ by follower id): a master's changed items become one queue entry per route, a fo
 changed copies wake the master items they copy, and a full reconcile (resync) of either
 side plans every key of its routes again. Origins seen in a master's fill events are held
 at once and reach the store after the woken workers had their turn.
+
+A master trade fanned out to many followers queues the first ``eager`` routes at once and
+the rest on the loop's next turn: the woken workers send the first copies before the
+other entries are even queued (pushing 1 000 costs more than planning and sending one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cmamd.accounts.model import AccountState
 from cmamd.accounts.session import AccountChange, AccountSession
@@ -35,10 +39,12 @@ class Intake:
         sessions: Mapping[str, AccountSession],
         links: LinkCache,
         queue: ReplicationQueue,
+        eager: int = 32,
     ) -> None:
         self._sessions = sessions
         self._links = links
         self._queue = queue
+        self._eager = max(1, eager)
         self.routes = RouteRegistry()
         self.accepting = True  # False on shutdown: master changes no longer become work
         self.on_resync: ResyncHook | None = None
@@ -85,16 +91,12 @@ class Intake:
             self._links.add_origins(change.account_id, change.origins)
             self._persist_soon(change.account_id, dict(change.origins))
         if as_master and self.accepting:
-            for route in as_master:
-                if change.resync:
-                    self.resync(route.id)
-                    continue
-                for key in change.keys:
-                    # a close/cancel overtakes queued opens
-                    urgent = key in change.reducing
-                    self._queue.push(route.work(key), at=change.received_at, urgent=urgent)
             if change.resync:
+                for route in as_master:
+                    self.resync(route.id)
                 self._prune_origins(change.account_id, as_master)
+            else:
+                self._fan_out(as_master, change)
         for route in self.routes.of_follower(change.account_id):
             if change.resync:
                 self.resync(route.id)
@@ -102,6 +104,30 @@ class Intake:
             follower = self._sessions[route.follower].state
             for key in labelled_keys(change.keys, follower, route.master_id):
                 self._queue.push(route.work(key), at=change.received_at)
+
+    def _fan_out(self, routes: Sequence[CopyRoute], change: AccountChange) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or len(routes) <= self._eager:
+            self._push_master(routes, change)
+            return
+        self._push_master(routes[: self._eager], change)
+        rest = routes[self._eager :]
+
+        def push_rest() -> None:
+            if self.accepting:
+                self._push_master(rest, change)
+
+        loop.call_soon(push_rest)
+
+    def _push_master(self, routes: Sequence[CopyRoute], change: AccountChange) -> None:
+        for route in routes:
+            for key in change.keys:
+                # a close/cancel overtakes queued opens
+                urgent = key in change.reducing
+                self._queue.push(route.work(key), at=change.received_at, urgent=urgent)
 
     def _persist_soon(self, master_id: int, found: dict[str, str]) -> None:
         """After the workers this change woke: the links the planner writes before any

@@ -22,6 +22,7 @@ from cmamd.replication.plan_common import (
     MARKET_KINDS,
     KeyInputs,
     PlanBuilder,
+    PlannerBug,
     follower_kind,
     follower_levels,
     follower_side,
@@ -245,8 +246,7 @@ def _follow(
                 expiration_ms=expiration,
             )
         )
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     mirrored = (master_order.stop_loss, master_order.take_profit)
     if dest.copy_sl_tp and (link.master_sl, link.master_tp) != mirrored:
         plan.link = link.mirrored(*mirrored, inputs.now_ms)
@@ -260,8 +260,7 @@ def _due_volume(
     copy: PendingOrder,
     spec: SymbolSpec,
 ) -> int:
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     due = scale_volume(link.follower_volume, link.master_volume, master_order.volume, spec)
     if due > copy.volume:
         cap = volume_cap(inputs.dest.volume, spec)
@@ -322,7 +321,8 @@ def _decide_place(plan: PlanBuilder, inputs: KeyInputs, master_order: PendingOrd
     if skip is not None:
         return _skip(plan, master_order, skip)
     price = _price(master_order)
-    assert price is not None  # _place_blocker skips an order without one
+    if price is None:  # _place_blocker skips an order without one
+        raise PlannerBug(f"{inputs.key}: placing a copy of an order without a price")
     context = sizing_context(inputs, spec, price, master_order.stop_loss, master_order.take_profit)
     volume = size_volume(dest.volume, master_order.volume, master_spec, spec, context)
     if isinstance(volume, Skip):

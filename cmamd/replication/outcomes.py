@@ -58,6 +58,7 @@ class SendResult:
     detail: str = ""  # the broker's error code, or why the outcome is what it is
     filled: bool = False  # an open that the completing event shows filled
     session_lost: bool = False  # the account must be re-authorised before planning again
+    code: str = ""  # the broker's error code, when it gave one
 
 
 class NextStep(Enum):
@@ -74,17 +75,17 @@ def opens(intent: Intent) -> bool:
 def from_error(intent: Intent, error: OpenApiError) -> SendResult:
     """The result of a request the server answered with an error."""
     if isinstance(intent, ClosePosition) and error.code in GONE_CODES:
-        return SendResult(Outcome.DONE, f"already closed ({error.code})")
+        return SendResult(Outcome.DONE, f"already closed ({error.code})", code=error.code)
     if error.session_lost:
-        return SendResult(Outcome.DEFERRED, error.code, session_lost=True)
-    return SendResult(Outcome.REJECTED, error.code)
+        return SendResult(Outcome.DEFERRED, error.code, session_lost=True, code=error.code)
+    return SendResult(Outcome.REJECTED, error.code, code=error.code)
 
 
 def from_completion(intent: Intent, execution_type: int, code: str) -> SendResult:
     """The result of an order ended by an execution event of ``execution_type``; ``code``
     is the error code that completing event carried ("" when none)."""
     if execution_type in REJECTED:
-        return SendResult(Outcome.REJECTED, code or "ORDER_REJECTED")
+        return SendResult(Outcome.REJECTED, code or "ORDER_REJECTED", code=code or "ORDER_REJECTED")
     if execution_type == model_pb2.ORDER_CANCELLED and isinstance(intent, OpenPosition):
         return SendResult(Outcome.DONE, "cancelled unfilled (slippage or liquidity)")
     return SendResult(Outcome.DONE, filled=execution_type == model_pb2.ORDER_FILLED)

@@ -64,6 +64,10 @@ class KeyInputs:
         return labels.label(self.target.master_account_id, key)
 
 
+class PlannerBug(RuntimeError):
+    """An invariant of the planner does not hold (never a reason found in the input)."""
+
+
 class PlanBuilder:
     """Collects one key's intents and link changes; numbers actions from the link's seq."""
 
@@ -77,6 +81,13 @@ class PlanBuilder:
     def note(self, event: str, reason: str, **fields: object) -> None:
         """``event`` is a fixed name ("copy skipped"); quantities go in ``fields``."""
         self.notes.append(PlanNote(event, reason, fields))
+
+    def held_link(self) -> Link:
+        """The link a step that follows existing copies works on; its callers only run
+        once one is set, so a missing one is a bug in the planner, reported as such."""
+        if self.link is None:
+            raise PlannerBug(f"{self._inputs.key}: a step that needs a link ran without one")
+        return self.link
 
     def next_client_order_id(self) -> str:
         """The id of the intent about to be added (call right before ``add``)."""

@@ -286,8 +286,7 @@ def _follow_volume(
     plan: PlanBuilder, inputs: KeyInputs, master_position: Position, copies: list[Position]
 ) -> set[int]:
     """Converge the copies' total volume on the master's; returns fully closed copies."""
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     spec = inputs.follower.symbols_by_id.get(copies[0].symbol_id)
     if spec is None:
         plan.note(
@@ -375,8 +374,7 @@ def _increase(
 def _follow_levels(
     plan: PlanBuilder, inputs: KeyInputs, master_position: Position, copies: list[Position]
 ) -> None:
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     if not inputs.dest.copy_sl_tp:
         return
     mirrored = (master_position.stop_loss, master_position.take_profit)
@@ -412,8 +410,7 @@ def _amend_levels(
                     inputs.target.follower_account_id, inputs.key, copy.position_id, *desired
                 )
             )
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     amended = any(isinstance(i, AmendPositionProtection) for i in plan.intents)
     mirrored = link.mirrored(
         master_position.stop_loss, master_position.take_profit, inputs.now_ms, not amended

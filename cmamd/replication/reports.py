@@ -12,7 +12,7 @@ from cmamd.logs import get_logger
 from cmamd.protocol import units
 from cmamd.replication import trade_requests
 from cmamd.replication.intents import ClosePosition, Intent
-from cmamd.replication.outcomes import Outcome
+from cmamd.replication.outcomes import Outcome, SendResult
 from cmamd.replication.routes import CopyRoute
 
 log = get_logger("cmamd.replication")
@@ -99,14 +99,13 @@ def _quantities(sent: SentCopy) -> dict[str, object]:
 
 def report(
     sent: SentCopy,
-    outcome: Outcome,
-    detail: str,
+    result: SendResult,
     latency_ms: float,
     stats: Stats,
     on_report: Callable[[CopyReport], None] | None,
 ) -> None:
-    reported = outcome.reported
-    stats.count(outcome)
+    reported, detail = result.outcome.reported, result.detail
+    stats.count(result.outcome)
     summary = trade_requests.summarize(sent.intent, sent.symbols, sent.closing)
     log_method = log.info if reported is Outcome.DONE else log.warning
     log_method(
@@ -117,7 +116,8 @@ def report(
         action=summary,
         client_order_id=getattr(sent.intent, "client_order_id", None),
         latency_ms=round(latency_ms, 1),
-        reason=detail or None,
+        code=result.code or None,
+        reason=(detail or None) if detail != result.code else None,
         **_quantities(sent),
     )
     if on_report is not None:

@@ -3,6 +3,7 @@ forgotten once their position is gone (intake.py, routes.py, link_cache.py): no 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
@@ -111,3 +112,21 @@ def test_a_resync_of_a_master_prunes_its_origins(tmp_path: Path) -> None:
         intake.on_change(AccountChange(M, frozenset(), 2.0, resync=True))
         assert intake._links.origins(M) == {"p10": "o9"}
         assert (f"main:{M}:{F}", F, "p10") in pending(queue)
+
+
+async def test_a_wide_fan_out_queues_the_first_routes_at_once_and_the_rest_next_turn(
+    tmp_path: Path,
+) -> None:
+    sessions = {"m": session(master())}
+    routes = [route(M, 5000 + i, "m", f"f{i}") for i in range(10)]
+    with StateStore.open(tmp_path / "state") as store:
+        queue = ReplicationQueue()
+        intake = Intake(sessions, LinkCache(store), queue, eager=3)
+        intake.set_routes(routes, "inst1")
+        intake.on_change(AccountChange(M, frozenset({"p1"}), received_at=1.0))
+        # the first three followers' workers run before the other seven are queued
+        assert {work[1] for work in pending(queue)} == {5000, 5001, 5002}
+        first, _ = await queue.take()
+        assert first[1] == 5000
+        await asyncio.sleep(0)
+        assert {work[1] for work in pending(queue)} == set(range(5001, 5010))

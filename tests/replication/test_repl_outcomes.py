@@ -62,6 +62,7 @@ def test_a_lost_session_defers_and_asks_for_recovery() -> None:
 def test_the_rejection_code_is_the_completing_events() -> None:
     result = from_completion(OPEN, model_pb2.ORDER_REJECTED, "NOT_ENOUGH_MONEY")
     assert (result.outcome, result.detail) == (Outcome.REJECTED, "NOT_ENOUGH_MONEY")
+    assert result.code == "NOT_ENOUGH_MONEY"  # logged as the line's `code`
     assert from_completion(OPEN, model_pb2.ORDER_REJECTED, "").detail == "ORDER_REJECTED"
 
 
