@@ -178,14 +178,12 @@ def _timed(once: Any, seconds: float) -> tuple[int, float, float]:
             return calls, cpu, time.perf_counter() - wall0
 
 
-def _measure_live(history: int, seconds: float) -> dict[str, Any]:
-    new = _master_position(1)
-    master = _account(MASTER, [new])
-    follower = _account(FOLLOWER, [], ".m")
-    links: dict[str, Link] = {}
-    for i in range(history):
-        old = _link(_master_position(100_000 + i)).closed(NOW_MS - 60_000)
-        links[old.key] = old
+def _time_one_copy(
+    master: AccountState, follower: AccountState, links: dict[str, Link], seconds: float
+) -> tuple[int, float]:
+    """(calls, cpu s) of planning the master's newest position as the executor does: the
+    origins merged from what the live links say (kept link by link), then ``plan_key``."""
+    new = max(master.positions.values(), key=lambda p: p.position_id)
     target = _target()
     key = position_key(new.position_id)
     kept = LinkOrigins.of(link for link in links.values() if link.active)
@@ -198,6 +196,17 @@ def _measure_live(history: int, seconds: float) -> dict[str, Any]:
     if once() != 1:
         raise AssertionError("live: expected one OpenPosition")
     calls, cpu, _ = _timed(once, seconds)
+    return calls, cpu
+
+
+def _measure_live(history: int, seconds: float) -> dict[str, Any]:
+    """With ``history`` closed links of earlier copies: settled, looked up by key."""
+    links: dict[str, Link] = {}
+    for i in range(history):
+        old = _link(_master_position(100_000 + i)).closed(NOW_MS - 60_000)
+        links[old.key] = old
+    master = _account(MASTER, [_master_position(1)])
+    calls, cpu = _time_one_copy(master, _account(FOLLOWER, [], ".m"), links, seconds)
     return {
         "history_links": history,
         "calls": calls,
@@ -208,25 +217,12 @@ def _measure_live(history: int, seconds: float) -> dict[str, Any]:
 
 
 def _measure_live_open(open_copies: int, seconds: float) -> dict[str, Any]:
-    """One new master position planned while ``open_copies`` items are copied and open:
-    the origins the executor merges for the route (kept link by link), then ``plan_key``."""
+    """One new master position planned while ``open_copies`` items are copied and open."""
     held = [_master_position(i) for i in range(open_copies)]
-    new = _master_position(open_copies)
-    master = _account(MASTER, [*held, new])
+    master = _account(MASTER, [*held, _master_position(open_copies)])
     follower = _account(FOLLOWER, [_copy(p) for p in held], ".m")
     links = {link.key: link for link in map(_link, held)}
-    target = _target()
-    key = position_key(new.position_id)
-    kept = LinkOrigins.of(links.values())  # kept link by link by the executor's link cache
-
-    def once() -> int:
-        origins = kept.merged(master, {})
-        plan = plan_key(target, key, master, follower, None, NOW_MS, origins, _no_rate)
-        return len(plan.intents)
-
-    if once() != 1:
-        raise AssertionError("live with open copies: expected one OpenPosition")
-    calls, cpu, _ = _timed(once, seconds)
+    calls, cpu = _time_one_copy(master, follower, links, seconds)
     return {
         "open_copies": open_copies,
         "calls": calls,

@@ -50,13 +50,13 @@ def plan_order(inputs: KeyInputs) -> KeyPlan:
     copies = sorted(
         (
             order
-            for order in inputs.follower.orders.values()
+            for order in inputs.labelled.orders
             if order.label == own and order.kind not in MARKET_KINDS
         ),
         key=lambda order: order.order_id,
     )
     filled = sorted(
-        (p for p in inputs.follower.positions.values() if p.label == own),
+        (p for p in inputs.labelled.positions if p.label == own),
         key=lambda p: (p.open_ms, p.position_id),
     )
     if master_order is None:

@@ -12,6 +12,7 @@ from cmamd.accounts.model import AccountKind, AccountState, OrderKind, Side, Sym
 from cmamd.config.rules import CopyMode, Destination, Sides, VolumeMode
 from cmamd.protocol.units import PRICE_SCALE, round_price
 from cmamd.replication import labels
+from cmamd.replication.input_guard import Labelled
 from cmamd.replication.intents import (
     Intent,
     KeyPlan,
@@ -53,6 +54,7 @@ class KeyInputs:
     origins: Mapping[str, str]
     quote_to_deposit: QuoteToDeposit
     busy_symbols: Collection[int]
+    labelled: Labelled  # the follower's items carrying this key's label or a related one
     # another key's link (the pending order a position filled from), looked up on demand
     link_of: Callable[[str], Link | None] = lambda _key: None
 

@@ -159,7 +159,8 @@ def plan_key(
     two items in one position). ``link_of``: the link of another key of the target (a
     position adopting its origin order's filled copies sizes them from that order's basis).
     """
-    refused = input_guard.refusal(key, master, follower, origins)
+    labelled = input_guard.labelled_for(key, target.master_account_id, follower, origins)
+    refused = input_guard.refusal(key, master, follower, labelled)
     if refused is not None:
         return KeyPlan(key, notes=[PlanNote("copy not planned", refused)])
     kind, item_id = split_key(key)
@@ -185,6 +186,7 @@ def plan_key(
         origins=origins,
         quote_to_deposit=quote_to_deposit,
         busy_symbols=busy_symbols,
+        labelled=labelled,
         **({"link_of": link_of} if link_of is not None else {}),
     )
     return plan_position(inputs) if kind is ItemKind.POSITION else plan_order(inputs)

@@ -50,12 +50,10 @@ def plan_position(inputs: KeyInputs) -> KeyPlan:
     if origin is not None and not _pending_on_master(inputs, origin):
         own.add(inputs.label_of(origin))
     copies = sorted(
-        (p for p in inputs.follower.positions.values() if p.label in own),
+        (p for p in inputs.labelled.positions if p.label in own),
         key=lambda p: (p.open_ms, p.position_id),
     )
-    orders = sorted(
-        (o for o in inputs.follower.orders.values() if o.label in own), key=lambda o: o.order_id
-    )
+    orders = sorted((o for o in inputs.labelled.orders if o.label in own), key=lambda o: o.order_id)
     if master_position is not None and any(o.kind in MARKET_KINDS for o in orders):
         plan.note("copy waiting", "an order for this position is still executing on the follower")
         return plan.build()
