@@ -27,19 +27,51 @@ class Labelled:
     orders: list[PendingOrder] = field(default_factory=list)
 
 
-def labelled_for(
-    key: str, master_id: int, follower: AccountState, origins: Mapping[str, str]
-) -> Labelled:
+def _related_labels(key: str, master_id: int, origins: Mapping[str, str]) -> set[str]:
     related = {key}
     origin = origins.get(key)
     if origin is not None:
         related.add(origin)
     related |= {p for p, o in origins.items() if o == key}
-    texts = {label(master_id, k) for k in related if is_item_key(k)}
+    return {label(master_id, k) for k in related if is_item_key(k)}
+
+
+def labelled_for(
+    key: str, master_id: int, follower: AccountState, origins: Mapping[str, str]
+) -> Labelled:
+    """One key's labelled items, by one pass over the follower."""
+    texts = _related_labels(key, master_id, origins)
     return Labelled(
         [p for p in follower.positions.values() if p.label in texts],
         [o for o in follower.orders.values() if o.label in texts],
     )
+
+
+LabelIndex = Mapping[str, Labelled]
+"""The follower's items by label: built once when every key is planned (``plan_all``)."""
+
+
+def index_labels(follower: AccountState) -> LabelIndex:
+    index: dict[str, Labelled] = {}
+    for position in follower.positions.values():
+        index.setdefault(position.label, Labelled()).positions.append(position)
+    for order in follower.orders.values():
+        index.setdefault(order.label, Labelled()).orders.append(order)
+    return index
+
+
+def labelled_from(
+    index: LabelIndex, key: str, master_id: int, origins: Mapping[str, str]
+) -> Labelled:
+    """One key's labelled items, looked up in ``index`` (grouped by label, where
+    ``labelled_for`` keeps the follower's order: the plans sort what they read)."""
+    found = Labelled()
+    for text in _related_labels(key, master_id, origins):
+        items = index.get(text)
+        if items is not None:
+            found.positions.extend(items.positions)
+            found.orders.extend(items.orders)
+    return found
 
 
 def refusal(

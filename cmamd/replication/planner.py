@@ -148,6 +148,7 @@ def plan_key(
     quote_to_deposit: QuoteToDeposit,
     busy_symbols: Collection[int] = frozenset(),
     link_of: Callable[[str], Link | None] | None = None,
+    label_index: input_guard.LabelIndex | None = None,
 ) -> KeyPlan:
     """The plan for one key.
 
@@ -158,8 +159,15 @@ def plan_key(
     an open or placement for another key is in flight on (a netted follower must not mix
     two items in one position). ``link_of``: the link of another key of the target (a
     position adopting its origin order's filled copies sizes them from that order's basis).
+    ``label_index``: the follower's items by label (``input_guard.index_labels``), when many
+    keys are planned against one state; without it the follower is scanned once.
     """
-    labelled = input_guard.labelled_for(key, target.master_account_id, follower, origins)
+    master_id = target.master_account_id
+    labelled = (
+        input_guard.labelled_for(key, master_id, follower, origins)
+        if label_index is None
+        else input_guard.labelled_from(label_index, key, master_id, origins)
+    )
     refused = input_guard.refusal(key, master, follower, labelled)
     if refused is not None:
         return KeyPlan(key, notes=[PlanNote("copy not planned", refused)])
@@ -211,6 +219,7 @@ def plan_all(
     all_origins = origins_for(master, by_key.values(), origins)
     busy: set[int] = set()
     plans: list[KeyPlan] = []
+    label_index = input_guard.index_labels(follower)  # one pass, not one per key
     for key in keys_for(target, master, follower, by_key, all_origins):
         plan = plan_key(
             target,
@@ -222,6 +231,7 @@ def plan_all(
             all_origins,
             quote_to_deposit,
             frozenset(busy),
+            label_index=label_index,
         )
         for intent in plan.intents:
             if isinstance(intent, OpenPosition | PlacePendingOrder):
