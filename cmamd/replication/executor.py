@@ -263,8 +263,8 @@ class Replicator:
                 return
             carry_on = await self._execute(route, plan, since)
             _log_notes(route, plan)  # once the orders are out: never on the copy path
-            if not carry_on:
-                return
+            if not carry_on or self.queue.is_pending(work):
+                return  # queued again (the follower's event came): planned after done
             since = time.monotonic()
 
     async def _execute(self, route: CopyRoute, plan: KeyPlan, since: float) -> bool:
