@@ -216,6 +216,11 @@ class Replicator:
             finally:
                 self._busy.discard(work)
                 self.queue.done(work)
+            # An item with nothing to send never suspends, and take() does not when work is
+            # ready: without this a worker drains the whole queue in one step (1 000
+            # no-op plans, ~50 ms) while the event that makes them matter (the master's
+            # fill after its close order's acceptance) waits unread in the socket.
+            await asyncio.sleep(0)
 
     async def _process(self, work: WorkKey, since: float) -> None:
         route = self._intake.routes.get(work[0])
