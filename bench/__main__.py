@@ -556,7 +556,7 @@ def render(results: dict[str, Any]) -> str:
                 data["us_per_key"],
             ]
             for case, data in planner.items()
-            if case != "live"
+            if case not in ("live", "live_open")
         ]
         parts.append(
             table(
@@ -571,7 +571,7 @@ def render(results: dict[str, Any]) -> str:
         ]
         parts.append(
             table(
-                "Planner CPU per live copy - origins_for over the cached links + plan_key",
+                "Planner CPU per live copy - origins kept link by link + plan_key",
                 ["closed links cached", "us/copy", "copies/s"],
                 rows,
             )
@@ -579,6 +579,8 @@ def render(results: dict[str, Any]) -> str:
     logline = results.get("logline", {}).get("result")
     if logline:
         parts.append(table(*log_cost.table_parts(logline)))
+        rows = [[d["open_copies"], d["us_per_copy"]] for d in planner.get("live_open", [])]
+        parts.append(table("Planner CPU per live copy, K copies open", ["K", "us/copy"], rows))
     timing = [
         [name, payload.get("wall_s"), f"error: {payload['error']}" if "error" in payload else "ok"]
         for name, payload in results.items()

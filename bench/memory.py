@@ -100,9 +100,7 @@ async def run(followers: int, positions: int) -> dict[str, Any]:
             points.append(_point("all closed"))
             retained = tracemalloc.get_traced_memory()[0] - traced_started
             assert daemon.daemon is not None and daemon.daemon.replicator is not None
-            # private, read for the report only: the executor's write-through link cache
-            cached = daemon.daemon.replicator._links
-            links_cached = sum(len(links) for links in cached.values())
+            links_cached = daemon.daemon.replicator.live_links
             snapshot = tracemalloc.take_snapshot().filter_traces(
                 [
                     tracemalloc.Filter(False, tracemalloc.__file__),

@@ -8,9 +8,10 @@ mixed in so the symbol mapping is exercised):
           or a burst of master trades planned at once)
   close   the master holds nothing, every copy and link still there: one ClosePosition each
 
-and ``live`` cases: what the executor plans per copy — ``origins_for`` over the destination's
-cached links, then ``plan_key`` for one new master position — with ``history`` closed links
-of earlier copies (the executor caches every link of a destination, closed ones included).
+and ``live`` cases: what the executor plans per copy — the route's origins merged from what
+its live links say (kept link by link, ``origins.LinkOrigins``), then ``plan_key`` for one
+new master position — with ``history`` closed links of earlier copies (settled: looked up by
+key, never walked), and with K copies open on the follower (``live_open``).
 
 Timed with ``time.process_time`` (CPU of this process) over repeated calls for at least
 ``seconds``; states are built once and never mutated by the planner.
@@ -27,7 +28,8 @@ from cmamd.config.rules import Destination
 from cmamd.item_keys import position_key
 from cmamd.replication.labels import label
 from cmamd.replication.links import Link, LinkStatus
-from cmamd.replication.planner import CopyTarget, origins_for, plan_all, plan_key
+from cmamd.replication.origins import LinkOrigins
+from cmamd.replication.planner import CopyTarget, plan_all, plan_key
 
 MASTER = 1001
 FOLLOWER = 2002
@@ -176,25 +178,35 @@ def _timed(once: Any, seconds: float) -> tuple[int, float, float]:
             return calls, cpu, time.perf_counter() - wall0
 
 
-def _measure_live(history: int, seconds: float) -> dict[str, Any]:
-    new = _master_position(1)
-    master = _account(MASTER, [new])
-    follower = _account(FOLLOWER, [], ".m")
-    links: dict[str, Link] = {}
-    for i in range(history):
-        old = _link(_master_position(100_000 + i)).closed(NOW_MS - 60_000)
-        links[old.key] = old
+def _time_one_copy(
+    master: AccountState, follower: AccountState, links: dict[str, Link], seconds: float
+) -> tuple[int, float]:
+    """(calls, cpu s) of planning the master's newest position as the executor does: the
+    origins merged from what the live links say (kept link by link), then ``plan_key``."""
+    new = max(master.positions.values(), key=lambda p: p.position_id)
     target = _target()
     key = position_key(new.position_id)
+    kept = LinkOrigins.of(link for link in links.values() if link.active)
 
     def once() -> int:
-        origins = origins_for(master, links.values(), {})
-        plan = plan_key(target, key, master, follower, None, NOW_MS, origins, _no_rate)
+        origins = kept.merged(master, {})
+        plan = plan_key(target, key, master, follower, links.get(key), NOW_MS, origins, _no_rate)
         return len(plan.intents)
 
     if once() != 1:
         raise AssertionError("live: expected one OpenPosition")
     calls, cpu, _ = _timed(once, seconds)
+    return calls, cpu
+
+
+def _measure_live(history: int, seconds: float) -> dict[str, Any]:
+    """With ``history`` closed links of earlier copies: settled, looked up by key."""
+    links: dict[str, Link] = {}
+    for i in range(history):
+        old = _link(_master_position(100_000 + i)).closed(NOW_MS - 60_000)
+        links[old.key] = old
+    master = _account(MASTER, [_master_position(1)])
+    calls, cpu = _time_one_copy(master, _account(FOLLOWER, [], ".m"), links, seconds)
     return {
         "history_links": history,
         "calls": calls,
@@ -204,9 +216,29 @@ def _measure_live(history: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _measure_live_open(open_copies: int, seconds: float) -> dict[str, Any]:
+    """One new master position planned while ``open_copies`` items are copied and open."""
+    held = [_master_position(i) for i in range(open_copies)]
+    master = _account(MASTER, [*held, _master_position(open_copies)])
+    follower = _account(FOLLOWER, [_copy(p) for p in held], ".m")
+    links = {link.key: link for link in map(_link, held)}
+    calls, cpu = _time_one_copy(master, follower, links, seconds)
+    return {
+        "open_copies": open_copies,
+        "calls": calls,
+        "us_per_copy": round(cpu / calls * 1e6, 1),
+        "copies_per_s": round(calls / cpu),
+    }
+
+
+OPEN_COPIES = (10, 2_000)
+"""K open copies on the follower for the live case (issue 10: <= 60 us at K = 2000)."""
+
+
 def run(copies: int, seconds: float, histories: list[int] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         case: _measure(case, copies, seconds) for case in ("steady", "open", "close")
     }
     result["live"] = [_measure_live(h, seconds) for h in (histories or [0])]
+    result["live_open"] = [_measure_live_open(k, seconds) for k in OPEN_COPIES]
     return result

@@ -133,13 +133,13 @@ class OpenApiConnection:
         if self._closing:
             return
         self._closing = True
-        self._state.close_with(ConnectionClosedError(f"connection {self.name} closed"))
+        closed = ConnectionClosedError(f"connection {self.name} closed")
+        self._state.close_with(closed)
         supervisor = self._supervisor
         if supervisor is not None and not supervisor.done():
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
-        assert self._state.closed_error is not None
-        self._throttle.close(self._state.closed_error)
+        self._throttle.close(self._state.closed_error or closed)
         self._state.set(CLOSED)
 
     @property

@@ -105,9 +105,7 @@ class Daemon:
         self.replicator = Replicator(
             store,
             self.sessions,
-            workers=self.tuning.workers,
-            order_timeout_s=self.tuning.order_timeout_s,
-            settle_s=self.tuning.settle_s,
+            tuning=self.tuning,
             on_report=self._report,
             wall_clock=wall_clock,
         )

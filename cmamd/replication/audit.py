@@ -43,12 +43,12 @@ def log_findings(
     found = findings((plan_of(key) for key in keys if key not in busy_keys), busy_keys)
     for plan in found:
         log.warning(
-            "periodic reconcile: repairing",
+            "periodic reconcile repairing",
             rule=rule,
             follower=follower,
             master_item=plan.key,
             actions=describe(plan),
-            notes=plan.notes,
+            notes=[note.reason for note in plan.notes],
         )
     return len(found)
 

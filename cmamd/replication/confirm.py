@@ -12,13 +12,13 @@ planner treats the missing copy as closed on the follower, never reopening it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
 
 from cmamd.accounts.session import AccountSession
 from cmamd.connection.ratelimit import Priority
 from cmamd.logs import get_logger
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
+from cmamd.protocol.replies import expect_reply
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.state.store import JournalEntry, StateStore
 
@@ -31,16 +31,14 @@ HISTORY_MARGIN_MS = 60_000  # clock skew between this host and the broker
 async def orders_by_client_id(
     session: AccountSession, from_ms: int, to_ms: int
 ) -> dict[str, model_pb2.ProtoOAOrder]:
-    reply = cast(
-        pb.ProtoOAOrderListRes,
-        await session.connection.request(
-            pb.ProtoOAOrderListReq(
-                ctidTraderAccountId=session.account_id, fromTimestamp=from_ms, toTimestamp=to_ms
-            ),
-            priority=Priority.QUERY,
-            account_id=session.account_id,
+    answer = await session.connection.request(
+        pb.ProtoOAOrderListReq(
+            ctidTraderAccountId=session.account_id, fromTimestamp=from_ms, toTimestamp=to_ms
         ),
+        priority=Priority.QUERY,
+        account_id=session.account_id,
     )
+    reply = expect_reply(answer, pb.ProtoOAOrderListRes, "ProtoOAOrderListReq")
     if reply.hasMore:  # the window starts at the oldest unfinished open: rarely this long
         log.warning("order history truncated by the server", account=session.name)
     return {o.clientOrderId: o for o in reply.order if o.clientOrderId}
@@ -104,3 +102,29 @@ async def executed(session: AccountSession, client_order_id: str, action: str, n
         return False
     order = history.get(client_order_id)
     return order is not None and reached_broker(action, order)
+
+
+def settle_open_intents(store: StateStore, sessions: Iterable[AccountSession]) -> int:
+    """After a crash: intents sent (or about to be) whose outcome was never recorded.
+
+    Called once the followers have been reconciled at start-up: what the broker holds is
+    now the truth, and the planner works from it, so each such entry is marked resolved
+    (the order either exists, labelled, and is adopted, or never happened).
+    """
+    settled = 0
+    ready = {s.account_id for s in sessions if s.ready.is_set()}
+    for entry in store.open_intents():
+        if entry.follower_id not in ready:
+            continue  # settled on a later start, once that account is reachable
+        store.journal_outcome(
+            entry.intent_id, "resolved", "outcome settled by reconciling at start-up"
+        )
+        log.warning(
+            "unfinished order from before a restart settled by reconcile",
+            follower_id=entry.follower_id,
+            master_item=entry.key,
+            action=entry.action,
+            client_order_id=entry.client_order_id,
+        )
+        settled += 1
+    return settled

@@ -96,8 +96,9 @@ class CopierWatch:
             return
         self.frozen[account_id] = f"another cmamd (instance {other}) copies onto it"
         log.error(
-            "ANOTHER COPIER: a second cmamd places copies on this follower; frozen, nothing "
-            "more is copied to it until a restart. Stop one of the two daemons.",
+            "another copier on this follower",
+            reason="a second cmamd places copies on it: frozen until a restart",
+            fix="stop one of the two daemons",
             follower=", ".join(sorted(self._names.get(account_id, ()))),
             follower_id=account_id,
             other_instance=other,

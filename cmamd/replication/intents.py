@@ -10,6 +10,7 @@ is added to ``Intent`` and not to it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import assert_never
 
@@ -145,6 +146,17 @@ def reduces_risk(intent: Intent) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanNote:
+    """Why a plan decided what it did (or nothing), as a log line's data: a fixed ``event``
+    ("copy skipped", "copy waiting", ...), a short human ``reason``, quantities in
+    ``fields``."""
+
+    event: str
+    reason: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPlan:
     """What to do for one master item key on one follower.
 
@@ -155,7 +167,7 @@ class KeyPlan:
     key: str
     intents: list[Intent] = field(default_factory=list)
     link: Link | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[PlanNote] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:

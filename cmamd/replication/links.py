@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from cmamd.item_keys import parse_key
@@ -57,7 +58,7 @@ class Link:
     def __post_init__(self) -> None:
         for name in ("key", "origin_key", "fill_key"):
             value = getattr(self, name)
-            if value is not None and parse_key(value) is None:
+            if value is not None and not _is_item_key(value):
                 raise ValueError(f"link {name} is not a master item key: {value!r}")
         if min(self.master_volume, self.follower_volume, self.seq) < 0:
             raise ValueError("link volumes and seq cannot be negative")
@@ -143,6 +144,12 @@ class Link:
             reason=_typed(data, "reason", str, ""),
             updated_ms=_typed(data, "updated_ms", int, 0),
         )
+
+
+@lru_cache(maxsize=4096)
+def _is_item_key(value: str) -> bool:
+    # every evolution of a link (one or two per plan) checks its keys again: remembered
+    return parse_key(value) is not None
 
 
 _MISSING: Any = object()

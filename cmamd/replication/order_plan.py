@@ -22,6 +22,7 @@ from cmamd.replication.plan_common import (
     MARKET_KINDS,
     KeyInputs,
     PlanBuilder,
+    PlannerBug,
     follower_kind,
     follower_levels,
     follower_side,
@@ -49,13 +50,13 @@ def plan_order(inputs: KeyInputs) -> KeyPlan:
     copies = sorted(
         (
             order
-            for order in inputs.follower.orders.values()
+            for order in inputs.labelled.orders
             if order.label == own and order.kind not in MARKET_KINDS
         ),
         key=lambda order: order.order_id,
     )
     filled = sorted(
-        (p for p in inputs.follower.positions.values() if p.label == own),
+        (p for p in inputs.labelled.positions if p.label == own),
         key=lambda p: (p.open_ms, p.position_id),
     )
     if master_order is None:
@@ -71,7 +72,7 @@ def plan_order(inputs: KeyInputs) -> KeyPlan:
         elif plan.link is None or plan.link.status is LinkStatus.OPENING:
             _decide_place(plan, inputs, master_order)
         elif plan.link.status is LinkStatus.OPEN:
-            plan.note("the copy was cancelled on the follower; not placing it again")
+            plan.note("copy not reopened", "the copy was cancelled on the follower")
             plan.set_status(LinkStatus.CLOSED, "cancelled on the follower")
     return plan.build()
 
@@ -132,7 +133,7 @@ def _master_ended(
     for position in filled:
         _close(plan, inputs, position)
     if copies or filled:
-        plan.note("master order no longer pending: cancelling its copies")
+        plan.note("copies cancelling", "master order no longer pending")
         if link is None:
             plan.set_status(LinkStatus.CLOSED, "master order ended while unlinked")
     elif link is not None and link.active:
@@ -147,7 +148,7 @@ def _liquidate(
     for position in filled:
         _close(plan, inputs, position)
     if copies or filled:
-        plan.note("equity stop: removing the copies")
+        plan.note("copies cancelling", "equity stop")
     link = plan.link
     if link is None:
         plan.set_status(LinkStatus.SKIPPED, "equity stop")
@@ -162,7 +163,7 @@ def _filled_first(
     position the master order will open (any remainder order is left alone too)."""
     link = plan.link
     if link is None or link.status is not LinkStatus.OPEN:
-        plan.note("the follower's copy filled before the master order; waiting for the master")
+        plan.note("copy waiting", "the follower's copy filled before the master order")
     if link is None or not link.active:
         volume = sum(p.volume for p in filled)
         adopted = plan.new_link(
@@ -185,11 +186,11 @@ def _follow(
 ) -> None:
     copy, duplicates = copies[0], copies[1:]
     for order in duplicates:
-        plan.note(f"duplicate copy {order.order_id}: cancelling it")
+        plan.note("copies cancelling", "duplicate copy", order_id=order.order_id)
         _cancel(plan, inputs, order)
     link = plan.link
     if link is None or not link.active:
-        plan.note(f"adopting the copy {copy.order_id} found on the follower")
+        plan.note("copies adopted", "found on the follower", order_id=copy.order_id)
         adopted = plan.new_link(
             LinkStatus.OPEN, master_volume=master_order.volume, follower_volume=copy.volume
         )
@@ -198,18 +199,20 @@ def _follow(
         plan.link = link.opened(inputs.now_ms)
     spec = inputs.follower.symbols_by_id.get(copy.symbol_id)
     if spec is None:
-        return plan.note(f"follower symbol id {copy.symbol_id} not loaded; copy not followed")
+        return plan.note(
+            "copy not followed", "follower symbol not loaded", symbol_id=copy.symbol_id
+        )
     dest = inputs.dest
     if copy.side is not follower_side(dest, master_order.side) or copy.kind is not follower_kind(
         dest, master_order.kind
     ):
-        plan.note("the copy no longer matches the rule (side or kind): cancelling it")
+        plan.note("copies cancelling", "the copy no longer matches the rule (side or kind)")
         _cancel(plan, inputs, copy)
         return plan.set_status(LinkStatus.CLOSED, "copy no longer matches the rule")
     volume = _due_volume(plan, inputs, master_order, copy, spec)
     master_price = _price(master_order)
     if volume == 0 or master_price is None:
-        plan.note("the master order shrank below the follower's minimum: cancelling the copy")
+        plan.note("copies cancelling", "the master order shrank below the follower's minimum")
         _cancel(plan, inputs, copy)
         return plan.set_status(LinkStatus.CLOSED, "scaled below the symbol minimum")
     if dest.copy_sl_tp:
@@ -243,8 +246,7 @@ def _follow(
                 expiration_ms=expiration,
             )
         )
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     mirrored = (master_order.stop_loss, master_order.take_profit)
     if dest.copy_sl_tp and (link.master_sl, link.master_tp) != mirrored:
         plan.link = link.mirrored(*mirrored, inputs.now_ms)
@@ -258,8 +260,7 @@ def _due_volume(
     copy: PendingOrder,
     spec: SymbolSpec,
 ) -> int:
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     due = scale_volume(link.follower_volume, link.master_volume, master_order.volume, spec)
     if due > copy.volume:
         cap = volume_cap(inputs.dest.volume, spec)
@@ -275,7 +276,7 @@ def _price(order: PendingOrder) -> float | None:
 
 
 def _skip(plan: PlanBuilder, master_order: PendingOrder, skip: Skip) -> None:
-    plan.note(f"not copied: {skip.reason}")
+    plan.note("copy skipped", skip.reason)
     plan.link = plan.new_link(LinkStatus.SKIPPED, skip.reason, master_volume=master_order.volume)
 
 
@@ -309,7 +310,7 @@ def _decide_place(plan: PlanBuilder, inputs: KeyInputs, master_order: PendingOrd
         return _skip(plan, master_order, skip)
     waiting = not_ready(inputs, master_order.symbol_id)
     if waiting is not None:
-        return plan.note(f"undecided: {waiting}")
+        return plan.note("copy waiting", waiting)
     dest = inputs.dest
     master_spec = inputs.master.symbols_by_id[master_order.symbol_id]
     spec = map_symbol(dest.symbols, master_spec.name, inputs.follower.symbols_by_name)
@@ -320,7 +321,8 @@ def _decide_place(plan: PlanBuilder, inputs: KeyInputs, master_order: PendingOrd
     if skip is not None:
         return _skip(plan, master_order, skip)
     price = _price(master_order)
-    assert price is not None  # _place_blocker skips an order without one
+    if price is None:  # _place_blocker skips an order without one
+        raise PlannerBug(f"{inputs.key}: placing a copy of an order without a price")
     context = sizing_context(inputs, spec, price, master_order.stop_loss, master_order.take_profit)
     volume = size_volume(dest.volume, master_order.volume, master_spec, spec, context)
     if isinstance(volume, Skip):
@@ -356,5 +358,12 @@ def _decide_place(plan: PlanBuilder, inputs: KeyInputs, master_order: PendingOrd
         master_sl=master_order.stop_loss if dest.copy_sl_tp else None,
         master_tp=master_order.take_profit if dest.copy_sl_tp else None,
     )
-    plan.note(f"copying the pending order: {side.value} {volume} cents of {spec.name} at {price}")
+    plan.note(
+        "copy planned",
+        "pending order",
+        side=side.value,
+        volume=volume,
+        symbol=spec.name,
+        price=price,
+    )
     return None

@@ -12,7 +12,15 @@ from cmamd.accounts.model import AccountKind, AccountState, OrderKind, Side, Sym
 from cmamd.config.rules import CopyMode, Destination, Sides, VolumeMode
 from cmamd.protocol.units import PRICE_SCALE, round_price
 from cmamd.replication import labels
-from cmamd.replication.intents import Intent, KeyPlan, OpenPosition, PlacePendingOrder, Skip
+from cmamd.replication.input_guard import Labelled
+from cmamd.replication.intents import (
+    Intent,
+    KeyPlan,
+    OpenPosition,
+    PlacePendingOrder,
+    PlanNote,
+    Skip,
+)
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.sizing import SizingContext
 
@@ -46,6 +54,7 @@ class KeyInputs:
     origins: Mapping[str, str]
     quote_to_deposit: QuoteToDeposit
     busy_symbols: Collection[int]
+    labelled: Labelled  # the follower's items carrying this key's label or a related one
     # another key's link (the pending order a position filled from), looked up on demand
     link_of: Callable[[str], Link | None] = lambda _key: None
 
@@ -57,6 +66,10 @@ class KeyInputs:
         return labels.label(self.target.master_account_id, key)
 
 
+class PlannerBug(RuntimeError):
+    """An invariant of the planner does not hold (never a reason found in the input)."""
+
+
 class PlanBuilder:
     """Collects one key's intents and link changes; numbers actions from the link's seq."""
 
@@ -65,10 +78,18 @@ class PlanBuilder:
         self._base_seq = inputs.link.seq if inputs.link is not None else 0
         self.link = inputs.link
         self.intents: list[Intent] = []
-        self.notes: list[str] = []
+        self.notes: list[PlanNote] = []
 
-    def note(self, text: str) -> None:
-        self.notes.append(text)
+    def note(self, event: str, reason: str, **fields: object) -> None:
+        """``event`` is a fixed name ("copy skipped"); quantities go in ``fields``."""
+        self.notes.append(PlanNote(event, reason, fields))
+
+    def held_link(self) -> Link:
+        """The link a step that follows existing copies works on; its callers only run
+        once one is set, so a missing one is a bug in the planner, reported as such."""
+        if self.link is None:
+            raise PlannerBug(f"{self._inputs.key}: a step that needs a link ran without one")
+        return self.link
 
     def next_client_order_id(self) -> str:
         """The id of the intent about to be added (call right before ``add``)."""

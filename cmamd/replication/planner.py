@@ -78,48 +78,21 @@ from cmamd.accounts.model import AccountState
 from cmamd.item_keys import (
     ItemKind,
     is_order_key,
-    is_position_key,
     order_key,
     parse_key,
     position_key,
     split_key,
 )
 from cmamd.replication import input_guard
-from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder
+from cmamd.replication.intents import KeyPlan, OpenPosition, PlacePendingOrder, PlanNote
 from cmamd.replication.labels import parse_label
 from cmamd.replication.links import Link
 from cmamd.replication.order_plan import plan_order
+from cmamd.replication.origins import origins_for
 from cmamd.replication.plan_common import MARKET_KINDS, CopyTarget, KeyInputs, QuoteToDeposit
 from cmamd.replication.position_plan import plan_position
 
 __all__ = ["CopyTarget", "QuoteToDeposit", "keys_for", "origins_for", "plan_all", "plan_key"]
-
-
-def origins_for(
-    master: AccountState, links: Iterable[Link], known: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """``p<P>`` -> ``o<O>`` for positions opened (or to be opened) by a pending order.
-
-    Sources, weakest first: the master's pending orders (their position id), pending-order
-    links (``fill_key``), position links (``origin_key``), then ``known`` (fill events).
-    """
-    origins: dict[str, str] = {}
-    for order in master.orders.values():
-        pid = order.position_id
-        if pid and order.kind not in MARKET_KINDS and pid not in master.positions:
-            origins[position_key(pid)] = order_key(order.order_id)
-    links = list(links)
-    open_keys = {position_key(pid) for pid in master.positions}
-    for link in links:
-        # A fill_key is the position the order *would* fill into; it is an origin only once
-        # that position exists: a cancelled or expired order handed nothing over.
-        if link.fill_key in open_keys and is_order_key(link.key):
-            origins[link.fill_key] = link.key
-    for link in links:
-        if link.origin_key is not None and is_position_key(link.key):
-            origins[link.key] = link.origin_key
-    origins.update(known or {})
-    return origins
 
 
 def keys_for(
@@ -175,6 +148,7 @@ def plan_key(
     quote_to_deposit: QuoteToDeposit,
     busy_symbols: Collection[int] = frozenset(),
     link_of: Callable[[str], Link | None] | None = None,
+    label_index: input_guard.LabelIndex | None = None,
 ) -> KeyPlan:
     """The plan for one key.
 
@@ -185,10 +159,18 @@ def plan_key(
     an open or placement for another key is in flight on (a netted follower must not mix
     two items in one position). ``link_of``: the link of another key of the target (a
     position adopting its origin order's filled copies sizes them from that order's basis).
+    ``label_index``: the follower's items by label (``input_guard.index_labels``), when many
+    keys are planned against one state; without it the follower is scanned once.
     """
-    refused = input_guard.refusal(key, master, follower, origins)
+    master_id = target.master_account_id
+    labelled = (
+        input_guard.labelled_for(key, master_id, follower, origins)
+        if label_index is None
+        else input_guard.labelled_from(label_index, key, master_id, origins)
+    )
+    refused = input_guard.refusal(key, master, follower, labelled)
     if refused is not None:
-        return KeyPlan(key, notes=[refused])
+        return KeyPlan(key, notes=[PlanNote("copy not planned", refused)])
     kind, item_id = split_key(key)
     if link is not None and (
         link.key != key
@@ -212,6 +194,7 @@ def plan_key(
         origins=origins,
         quote_to_deposit=quote_to_deposit,
         busy_symbols=busy_symbols,
+        labelled=labelled,
         **({"link_of": link_of} if link_of is not None else {}),
     )
     return plan_position(inputs) if kind is ItemKind.POSITION else plan_order(inputs)
@@ -236,6 +219,7 @@ def plan_all(
     all_origins = origins_for(master, by_key.values(), origins)
     busy: set[int] = set()
     plans: list[KeyPlan] = []
+    label_index = input_guard.index_labels(follower)  # one pass, not one per key
     for key in keys_for(target, master, follower, by_key, all_origins):
         plan = plan_key(
             target,
@@ -247,6 +231,7 @@ def plan_all(
             all_origins,
             quote_to_deposit,
             frozenset(busy),
+            label_index=label_index,
         )
         for intent in plan.intents:
             if isinstance(intent, OpenPosition | PlacePendingOrder):

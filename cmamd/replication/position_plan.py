@@ -50,14 +50,12 @@ def plan_position(inputs: KeyInputs) -> KeyPlan:
     if origin is not None and not _pending_on_master(inputs, origin):
         own.add(inputs.label_of(origin))
     copies = sorted(
-        (p for p in inputs.follower.positions.values() if p.label in own),
+        (p for p in inputs.labelled.positions if p.label in own),
         key=lambda p: (p.open_ms, p.position_id),
     )
-    orders = sorted(
-        (o for o in inputs.follower.orders.values() if o.label in own), key=lambda o: o.order_id
-    )
+    orders = sorted((o for o in inputs.labelled.orders if o.label in own), key=lambda o: o.order_id)
     if master_position is not None and any(o.kind in MARKET_KINDS for o in orders):
-        plan.note("an order for this position is still executing on the follower; waiting")
+        plan.note("copy waiting", "an order for this position is still executing on the follower")
         return plan.build()
     for order in orders:
         if order.kind not in MARKET_KINDS:
@@ -90,7 +88,7 @@ def _liquidate(
     for copy in copies:
         _close(plan, inputs, copy, copy.volume)
     if copies:
-        plan.note(f"equity stop: closing {len(copies)} copies")
+        plan.note("copies closing", "equity stop", copies=len(copies))
     link = plan.link
     if link is None:
         if master_position is not None:
@@ -106,7 +104,7 @@ def _master_gone(plan: PlanBuilder, inputs: KeyInputs, copies: list[Position]) -
         _close(plan, inputs, copy, copy.volume)
     link = plan.link
     if copies:
-        plan.note(f"master position closed: closing {len(copies)} copies")
+        plan.note("copies closing", "master position closed", copies=len(copies))
         if link is None:
             plan.set_status(LinkStatus.CLOSED, "master position closed while unlinked")
     elif link is not None and link.active:
@@ -125,7 +123,7 @@ def _follow(
     right = [c for c in copies if c.side is side]
     for copy in copies:
         if copy.side is not side:
-            plan.note(f"copy {copy.position_id} is on the wrong side for the rule: closing it")
+            plan.note("copies closing", "wrong side for the rule", position_id=copy.position_id)
             _close(plan, inputs, copy, copy.volume)
     link = plan.link
     if not right:
@@ -133,7 +131,7 @@ def _follow(
             _decide_open(plan, inputs, master_position, origin, own)
         elif link.status is LinkStatus.OPEN:
             # closed on the follower (its own SL/TP, a stop-out, by hand): never reopened
-            plan.note("the copy was closed on the follower; not reopening")
+            plan.note("copy not reopened", "the copy was closed on the follower")
             plan.set_status(LinkStatus.CLOSED, "closed on the follower")
         return
     if link is None or not link.active:
@@ -146,7 +144,7 @@ def _follow(
 
 
 def _skip(plan: PlanBuilder, inputs: KeyInputs, master_position: Position, skip: Skip) -> None:
-    plan.note(f"not copied: {skip.reason}")
+    plan.note("copy skipped", skip.reason)
     plan.link = plan.new_link(LinkStatus.SKIPPED, skip.reason, master_volume=master_position.volume)
 
 
@@ -163,7 +161,7 @@ def _decide_open(
         return _skip(plan, inputs, master_position, skip)
     waiting = not_ready(inputs, master_position.symbol_id)
     if waiting is not None:
-        return plan.note(f"undecided: {waiting}")
+        return plan.note("copy waiting", waiting)
     age_ms = inputs.now_ms - master_position.open_ms
     existing = master_position.open_ms < inputs.target.started_ms
     if existing and not dest.copy_existing:
@@ -233,7 +231,7 @@ def _decide_open(
         master_sl=master_sl if dest.copy_sl_tp and copy_sl_of is not None else None,
         master_tp=master_tp if dest.copy_sl_tp and copy_tp_of is not None else None,
     )
-    plan.note(f"copying: {side.value} {volume} cents of {spec.name}")
+    plan.note("copy planned", "open", side=side.value, volume=volume, symbol=spec.name)
 
 
 def _relative_levels(
@@ -260,7 +258,7 @@ def _adopt(
     origin: str | None,
 ) -> None:
     volume = sum(c.volume for c in copies)
-    plan.note(f"adopting {len(copies)} copies found on the follower ({volume} cents)")
+    plan.note("copies adopted", "found on the follower", copies=len(copies), volume=volume)
     basis = (master_position.volume, volume)
     # Filled copies of the origin order were sized on that order's basis; the master may
     # have amended the order (while the daemon was away) before both filled: keep the basis
@@ -286,11 +284,14 @@ def _follow_volume(
     plan: PlanBuilder, inputs: KeyInputs, master_position: Position, copies: list[Position]
 ) -> set[int]:
     """Converge the copies' total volume on the master's; returns fully closed copies."""
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     spec = inputs.follower.symbols_by_id.get(copies[0].symbol_id)
     if spec is None:
-        plan.note(f"follower symbol id {copies[0].symbol_id} not loaded; volume not followed")
+        plan.note(
+            "copy not followed",
+            "follower symbol not loaded; volume not followed",
+            symbol_id=copies[0].symbol_id,
+        )
         return set()
     current = sum(c.volume for c in copies)
     due = scale_volume(link.follower_volume, link.master_volume, master_position.volume, spec)
@@ -329,7 +330,7 @@ def _reduce(
         reduced += volume
         excess -= volume
     if reduced:
-        plan.note(f"master volume reduced: closing {reduced} cents of the copies")
+        plan.note("copies closing", "master volume reduced", volume=reduced)
     return closed
 
 
@@ -341,13 +342,13 @@ def _increase(
     missing: int,
 ) -> None:
     if inputs.dest.mode is not CopyMode.ON:
-        return plan.note(f"mode {inputs.dest.mode.value}: not increasing the copy")
+        return plan.note("copy not increased", f"mode {inputs.dest.mode.value}")
     volume = floor_to_step(missing, spec.step_volume)
     if volume < max(spec.min_volume, 1):
         return None
     blocked = symbol_tradable(spec)
     if blocked is not None:
-        return plan.note(f"not increasing: {blocked.reason}")
+        return plan.note("copy not increased", blocked.reason)
     # a plain market order: a range around the master's average entry would keep failing
     relative_sl, relative_tp = _relative_levels(inputs, master_position, spec)
     client_order_id = plan.next_client_order_id()
@@ -364,15 +365,14 @@ def _increase(
             client_order_id=client_order_id,
         )
     )
-    plan.note(f"master volume increased: adding {volume} cents")
+    plan.note("copy planned", "master volume increased", volume=volume)
     return None
 
 
 def _follow_levels(
     plan: PlanBuilder, inputs: KeyInputs, master_position: Position, copies: list[Position]
 ) -> None:
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     if not inputs.dest.copy_sl_tp:
         return
     mirrored = (master_position.stop_loss, master_position.take_profit)
@@ -394,7 +394,11 @@ def _amend_levels(
     for copy in copies:
         spec = inputs.follower.symbols_by_id.get(copy.symbol_id)
         if spec is None:
-            plan.note(f"follower symbol id {copy.symbol_id} not loaded; levels not followed")
+            plan.note(
+                "copy not followed",
+                "follower symbol not loaded; levels not followed",
+                symbol_id=copy.symbol_id,
+            )
             return
         desired = (rounded(stop, spec.digits), rounded(target, spec.digits))
         actual = (rounded(copy.stop_loss, spec.digits), rounded(copy.take_profit, spec.digits))
@@ -404,8 +408,7 @@ def _amend_levels(
                     inputs.target.follower_account_id, inputs.key, copy.position_id, *desired
                 )
             )
-    link = plan.link
-    assert link is not None
+    link = plan.held_link()
     amended = any(isinstance(i, AmendPositionProtection) for i in plan.intents)
     mirrored = link.mirrored(
         master_position.stop_loss, master_position.take_profit, inputs.now_ms, not amended

@@ -118,6 +118,10 @@ class ReplicationQueue:
         if self.idle():
             self._changed.set()
 
+    def is_pending(self, key: WorkKey) -> bool:
+        """Whether ``key`` is queued (again, if it is busy: it is taken once it is done)."""
+        return key in self._pending
+
     @property
     def depth(self) -> int:
         return len(self._pending)

@@ -19,6 +19,9 @@ from collections.abc import Callable, Collection, Iterable
 from cmamd.replication.links import Link
 from cmamd.state.store import StateStore
 
+MasterHas = Callable[[str, str], bool | None]
+"""(route id, key) -> whether the master holds the item; None when its state is unknown."""
+
 
 class SettledItems:
     """Settled links by destination and key."""
@@ -47,9 +50,7 @@ class SettledItems:
     def __len__(self) -> int:
         return sum(len(links) for links in self._by_dest.values())
 
-    def expired(
-        self, cutoff_ms: int, master_has: Callable[[str, str], bool | None]
-    ) -> list[tuple[str, Link]]:
+    def expired(self, cutoff_ms: int, master_has: MasterHas) -> list[tuple[str, Link]]:
         """Links settled before ``cutoff_ms`` whose master item is known to be gone.
 
         ``master_has(dest_id, key)``: True/False, or None when the master's state is not
@@ -68,7 +69,7 @@ def prune(
     settled: SettledItems,
     configured: Collection[tuple[str, int, int]],
     cutoff_ms: int,
-    master_has: Callable[[str, str], bool | None],
+    master_has: MasterHas,
 ) -> int:
     """Housekeeping: forget settled links older than ``cutoff_ms`` whose master item is
     gone, and finished links of destinations no longer ``configured`` (rule, master id,

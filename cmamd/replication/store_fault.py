@@ -46,7 +46,8 @@ class StoreFault:
         delay = self._next_s
         self._next_s = min(self._next_s * 2, RETRY_MAX_S)
         log.error(
-            "state store write failed; the item is planned again once the store works",
+            "state store write failed",
+            next="the item is planned again once the store works",
             error=self.active,
             rule_follower_key=list(work),
             in_s=delay,

@@ -496,6 +496,10 @@ class StateStore:
         )
         return {str(key): str(value) for key, value in rows}
 
+    def delete_meta(self, keys: Sequence[str]) -> None:
+        with self._transaction() as conn:
+            conn.executemany("DELETE FROM meta WHERE key = ?", [(key,) for key in keys])
+
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as conn:
             conn.execute(_UPSERT_META, (key, value))

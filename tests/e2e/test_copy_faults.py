@@ -18,6 +18,7 @@ from cmamd.daemon.timing import DaemonTiming
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import client_order_id, label
 from cmamd.replication.links import Link, LinkStatus
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimConfig, SimServer
 from cmamd.state.store import StateStore
 
@@ -203,9 +204,8 @@ async def test_repeated_kill_9_during_trading_converges_without_duplicates(
 
 
 async def test_close_refused_while_trading_is_disabled_is_retried_until_it_passes(
-    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
 ) -> None:
-    monkeypatch.setattr("cmamd.replication.executor.RETRY_FIRST_S", 0.2)
     rules = [
         {
             "name": "r",
@@ -213,7 +213,10 @@ async def test_close_refused_while_trading_is_disabled_is_retried_until_it_passe
             "destinations": [{"account": "follower-suffix", "symbols": {"add_suffix": ".m"}}],
         }
     ]
-    daemon = daemons(make_config(["master", "follower-suffix"], rules))
+    daemon = daemons(
+        make_config(["master", "follower-suffix"], rules),
+        tuning=ReplicationTuning(retry_first_s=0.2),
+    )
     await daemon.start()
     position = sim.place_market_order(ids["master"], "EURUSD", "buy", 200_000)
     await daemon.settle()

@@ -15,9 +15,9 @@ import yaml
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication import trade_requests
-from cmamd.replication.executor import Replicator
 from cmamd.replication.intents import AmendPositionProtection
 from cmamd.replication.labels import label
+from cmamd.replication.link_cache import LinkCache
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.sim import SimServer
 
@@ -175,7 +175,8 @@ async def test_an_open_confirmed_by_the_order_history_is_not_made_again_after_a_
         mark = len(sim.record)
         daemon.start()
         await eventually(lambda: daemon.log_text().count(READY) >= 2, 15, "restarted")
-        await eventually(lambda: "not reopening" in daemon.log_text(), 10, "planned")
+        planned = '"event": "copy not reopened"'
+        await eventually(lambda: planned in daemon.log_text(), 10, "planned")
         assert new_order_requests(sim, follower, since=mark) == []
         assert sim.broker.positions(follower) == []
         assert [p.position_id for p in sim.broker.positions(ids["master"])] == [position]
@@ -304,19 +305,19 @@ async def test_killed_between_the_fill_and_its_record_the_open_is_not_made_again
     config = make_config(ACCOUNTS, RULES)
     first = daemons(config)
     await first.start()
-    save_link = Replicator._save_link
+    save_link = LinkCache.save
 
-    def dies_recording_the_fill(self: Replicator, dest_id: str, link: Link) -> None:
+    def dies_recording_the_fill(self: LinkCache, route_id: str, link: Link) -> None:
         if link.status is LinkStatus.OPEN:
             raise RuntimeError("killed while recording the fill")
-        save_link(self, dest_id, link)
+        save_link(self, route_id, link)
 
-    monkeypatch.setattr(Replicator, "_save_link", dies_recording_the_fill)
+    monkeypatch.setattr(LinkCache, "save", dies_recording_the_fill)
     sim.place_market_order(ids["master"], "EURUSD", "buy", 100_000)
     await eventually(lambda: sim.broker.positions(follower), 5, "copy filled")
     await first.settle()
     assert await first.stop() == 0
-    monkeypatch.setattr(Replicator, "_save_link", save_link)
+    monkeypatch.setattr(LinkCache, "save", save_link)
     (copy,) = sim.broker.positions(follower)
     sim.close_position(follower, copy.position_id)  # by hand, while the daemon is down
     mark = len(sim.record)

@@ -23,9 +23,11 @@ from cmamd.accounts.model import (
     Side,
     SymbolSpec,
 )
+from cmamd.replication.intents import OpenPosition, PlacePendingOrder
 from cmamd.replication.labels import label
 from cmamd.replication.links import Link, LinkStatus
-from cmamd.replication.planner import plan_all
+from cmamd.replication.origins import origins_for
+from cmamd.replication.planner import plan_all, plan_key
 
 from .repl_kit import (
     EURUSD,
@@ -278,3 +280,18 @@ def _cancel() -> Any:
     from cmamd.replication.intents import CancelPendingOrder
 
     return CancelPendingOrder(F, "o1", 1)
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_plan_all_with_its_label_index_plans_as_each_key_alone(seed: int) -> None:
+    """plan_all looks the follower's items up by label once for every key; plan_key alone
+    scans the follower: both must see the same copies."""
+    tgt, master_state, broker, links = a_case(seed)
+    origins = origins_for(master_state, links.values())
+    for plan in plan_all(tgt, master_state, broker.state, links, NOW_MS, {}, no_rate):
+        alone = plan_key(
+            tgt, plan.key, master_state, broker.state, links.get(plan.key), NOW_MS, origins, no_rate
+        )
+        assert (alone.intents, alone.link) == (plan.intents, plan.link)
+        if any(isinstance(i, OpenPosition | PlacePendingOrder) for i in plan.intents):
+            break  # later keys of plan_all see this symbol busy (netting): not comparable

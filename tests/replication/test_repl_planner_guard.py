@@ -56,13 +56,14 @@ SEED = 8_2026
 def test_an_absurd_master_position_is_refused_with_a_note(item: object) -> None:
     result = plan(target(volume={"max_lots": 1000}), "p1", master(item), follower())  # type: ignore[arg-type]
     assert (result.intents, result.link) == ([], None)
-    assert result.notes and result.notes[0].startswith("not planned")
+    assert [note.event for note in result.notes] == ["copy not planned"]
+    assert result.notes[0].reason.startswith("not planned")
 
 
 def test_negative_ids_never_become_keys() -> None:
     m = master(position(-5, 1_000_000), order(-7, 100_000))
     assert keys_for(target(), m, follower(), {}) == []
-    assert plan(target(), "p-5", m, follower()).notes == [
+    assert [note.reason for note in plan(target(), "p-5", m, follower()).notes] == [
         "not planned: 'p-5' is not a master item key"
     ]
 
@@ -72,7 +73,7 @@ def test_a_copy_with_absurd_values_is_not_planned_from() -> None:
     f = follower(copy_of("p1", 7, 1_000_000, sl=math.nan))
     link = Link("main", M, F, "p1", LinkStatus.OPEN, 1_000_000, 1_000_000, seq=1)
     result = plan(target(), "p1", m, f, link)
-    assert result.intents == [] and "follower's copy" in result.notes[0]
+    assert result.intents == [] and "follower's copy" in result.notes[0].reason
 
 
 def _random_state(rnd: random.Random) -> tuple[object, object, Link | None, str]:

@@ -35,7 +35,8 @@ def test_nothing_is_decided_before_the_accounts_are_loaded() -> None:
     empty = AccountState(account_id=F)  # trader and symbols not received yet
     result = plan(target(), "p1", m, empty)
     assert (result.intents, result.link) == ([], None)
-    assert any("not loaded" in note for note in result.notes)
+    assert any("not loaded" in note.reason for note in result.notes)
+    assert {note.event for note in result.notes} == {"copy waiting"}
     unknown_symbol = master(position(1, LOT, symbol_id=99))
     result = plan(target(), "p1", unknown_symbol, follower())
     assert (result.intents, result.link) == ([], None)  # decided later, not skipped for ever
@@ -80,7 +81,7 @@ def test_no_increase_on_a_symbol_the_broker_made_close_only() -> None:
     f = follower(copy_of("p1", 50, LOT))
     f.symbols_by_id[F_EURUSD.symbol_id] = dataclasses.replace(F_EURUSD, close_only=True)
     result = plan(target(), "p1", master(position(1, 2 * LOT)), f, grown_link(LOT))
-    assert result.intents == [] and any("close-only" in note for note in result.notes)
+    assert result.intents == [] and any("close-only" in note.reason for note in result.notes)
 
 
 def test_an_increase_keeps_the_copy_s_side_and_label() -> None:

@@ -45,8 +45,9 @@ async def test_a_busy_key_is_held_back_until_done_then_its_new_push_is_taken() -
     key = ("d", 1, "p1")
     queue.push(key, at=1.0)
     await take_now(queue)
-    assert queue.in_progress == 1
+    assert queue.in_progress == 1 and not queue.is_pending(key)
     queue.push(key, at=2.0)  # the item changed while its copy was being sent
+    assert queue.is_pending(key)  # the executor leaves the re-plan to the queue
     queue.push(key, at=3.0)
     assert queue.depth == 1
     assert await nothing_ready(queue), "a busy key must not go to a second worker"
