@@ -36,6 +36,7 @@ SCENARIOS = (
     "burst",
     "memory",
     "planner",
+    "intake",
 )
 MAX_RPS = 50
 
@@ -74,6 +75,7 @@ def parameters(quick: bool) -> dict[str, Any]:
             "burst": {"requests": 100},
             "memory": {"followers": 5, "positions": 5},
             "planner": {"copies": 100, "seconds": 0.2, "histories": [0, 1_000]},
+            "intake": {"round_trips": 500, "repeats": 5},
         }
     return {
         "wire": {"trades": 100, "gap_s": 0.05, "repeats": 5, "idle_s": 5.0},
@@ -102,6 +104,7 @@ def parameters(quick: bool) -> dict[str, Any]:
         "burst": {"requests": 500},
         "memory": {"followers": 50, "positions": 10},
         "planner": {"copies": 500, "seconds": 1.0, "histories": [0, 10_000, 100_000]},
+        "intake": {"round_trips": 2_000, "repeats": 9},
     }
 
 
@@ -577,6 +580,11 @@ def render(results: dict[str, Any]) -> str:
         for name, payload in results.items()
     ]
     parts.append(table("Scenarios", ["scenario", "wall s", "status"], timing))
+    intake_result = results.get("intake", {}).get("result")
+    if intake_result:
+        from bench import intake
+
+        parts.append(intake.render(intake_result))
     return "\n\n".join(parts)
 
 

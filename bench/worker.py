@@ -53,6 +53,10 @@ def _run(scenario: str, params: dict[str, Any]) -> Any:
         from bench import planner_cpu
 
         return planner_cpu.run(**params)
+    if scenario == "intake":
+        from bench import intake
+
+        return intake.run(**params)
     raise SystemExit(f"unknown scenario {scenario!r}")
 
 
