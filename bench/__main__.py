@@ -38,6 +38,7 @@ SCENARIOS = (
     "memory",
     "planner",
     "logline",
+    "intake",
 )
 MAX_RPS = 50
 
@@ -77,6 +78,7 @@ def parameters(quick: bool) -> dict[str, Any]:
             "memory": {"followers": 5, "positions": 5},
             "planner": {"copies": 100, "seconds": 0.2, "histories": [0, 1_000]},
             "logline": {"seconds": 0.3},
+            "intake": {"round_trips": 500, "repeats": 5},
         }
     return {
         "wire": {"trades": 100, "gap_s": 0.05, "repeats": 5, "idle_s": 5.0},
@@ -106,6 +108,7 @@ def parameters(quick: bool) -> dict[str, Any]:
         "memory": {"followers": 50, "positions": 10},
         "planner": {"copies": 500, "seconds": 1.0, "histories": [0, 10_000, 100_000]},
         "logline": {"seconds": 1.0},
+        "intake": {"round_trips": 2_000, "repeats": 9},
     }
 
 
@@ -586,6 +589,11 @@ def render(results: dict[str, Any]) -> str:
         for name, payload in results.items()
     ]
     parts.append(table("Scenarios", ["scenario", "wall s", "status"], timing))
+    intake_result = results.get("intake", {}).get("result")
+    if intake_result:
+        from bench import intake
+
+        parts.append(intake.render(intake_result))
     return "\n\n".join(parts)
 
 

@@ -57,6 +57,10 @@ def _run(scenario: str, params: dict[str, Any]) -> Any:
         from bench import log_cost
 
         return log_cost.run(**params)
+    if scenario == "intake":
+        from bench import intake
+
+        return intake.run(**params)
     raise SystemExit(f"unknown scenario {scenario!r}")
 
 

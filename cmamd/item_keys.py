@@ -46,12 +46,16 @@ def is_id(value: int) -> bool:
     return 0 <= value <= ID_MAX
 
 
+_P = ItemKind.POSITION.value  # read once: an enum member's .value is a descriptor call
+_O = ItemKind.ORDER.value
+
+
 def position_key(position_id: int) -> str:
-    return f"{ItemKind.POSITION.value}{position_id}"
+    return f"{_P}{position_id}"
 
 
 def order_key(order_id: int) -> str:
-    return f"{ItemKind.ORDER.value}{order_id}"
+    return f"{_O}{order_id}"
 
 
 def parse_key(key: str) -> ItemKey | None:

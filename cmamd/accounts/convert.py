@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from google.protobuf.message import Message
-
 from cmamd.accounts.model import (
     AccountKind,
     OrderKind,
@@ -33,10 +31,6 @@ ACCOUNT_KINDS = {
 }
 # Orders that rest on the book and that a copier mirrors as pending orders.
 PENDING_KINDS = frozenset({model_pb2.LIMIT, model_pb2.STOP, model_pb2.STOP_LIMIT})
-
-
-def _opt_float(message: Message, field: str) -> float | None:
-    return float(getattr(message, field)) if message.HasField(field) else None
 
 
 def symbol_spec(symbol: model_pb2.ProtoOASymbol, name: str) -> SymbolSpec:
@@ -73,41 +67,44 @@ def trader_info(trader: model_pb2.ProtoOATrader, *, is_live: bool = False) -> Tr
 
 
 def position(pos: model_pb2.ProtoOAPosition) -> Position:
+    # Once per execution event on the copy path: positional arguments, each field read once.
     trade = pos.tradeData
+    has = pos.HasField
     return Position(
-        position_id=pos.positionId,
-        symbol_id=trade.symbolId,
-        side=SIDES[trade.tradeSide],
-        volume=trade.volume,
-        entry_price=pos.price,
-        stop_loss=_opt_float(pos, "stopLoss"),
-        take_profit=_opt_float(pos, "takeProfit"),
-        label=trade.label,
-        comment=trade.comment,
-        open_ms=trade.openTimestamp,
-        updated_ms=pos.utcLastUpdateTimestamp,
-        swap=pos.swap,
-        commission=pos.commission,
+        pos.positionId,
+        trade.symbolId,
+        SIDES[trade.tradeSide],
+        trade.volume,
+        pos.price,
+        pos.stopLoss if has("stopLoss") else None,
+        pos.takeProfit if has("takeProfit") else None,
+        trade.label,
+        trade.comment,
+        trade.openTimestamp,
+        pos.utcLastUpdateTimestamp,
+        pos.swap,
+        pos.commission,
     )
 
 
 def pending_order(order: model_pb2.ProtoOAOrder) -> PendingOrder:
     trade = order.tradeData
+    has = order.HasField
     return PendingOrder(
-        order_id=order.orderId,
-        symbol_id=trade.symbolId,
-        side=SIDES[trade.tradeSide],
-        kind=ORDER_KINDS.get(order.orderType, OrderKind.LIMIT),
-        volume=trade.volume,
-        limit_price=_opt_float(order, "limitPrice"),
-        stop_price=_opt_float(order, "stopPrice"),
-        stop_loss=_opt_float(order, "stopLoss"),
-        take_profit=_opt_float(order, "takeProfit"),
-        expiration_ms=order.expirationTimestamp if order.HasField("expirationTimestamp") else None,
-        label=trade.label,
-        client_order_id=order.clientOrderId,
-        position_id=order.positionId if order.HasField("positionId") else None,
-        updated_ms=order.utcLastUpdateTimestamp,
+        order.orderId,
+        trade.symbolId,
+        SIDES[trade.tradeSide],
+        ORDER_KINDS.get(order.orderType, OrderKind.LIMIT),
+        trade.volume,
+        order.limitPrice if has("limitPrice") else None,
+        order.stopPrice if has("stopPrice") else None,
+        order.stopLoss if has("stopLoss") else None,
+        order.takeProfit if has("takeProfit") else None,
+        order.expirationTimestamp if has("expirationTimestamp") else None,
+        trade.label,
+        order.clientOrderId,
+        order.positionId if has("positionId") else None,
+        order.utcLastUpdateTimestamp,
     )
 
 

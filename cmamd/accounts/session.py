@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from structlog.contextvars import bind_contextvars
 
@@ -38,7 +37,7 @@ from cmamd.accounts.order_events import OrderEvents
 from cmamd.accounts.pnl import refresh_pnl_forever, unrealized_pnl
 from cmamd.accounts.recovery import Recovery
 from cmamd.accounts.startup import startup_for
-from cmamd.accounts.state_updates import apply_execution, apply_reconcile
+from cmamd.accounts.state_updates import NO_ORIGINS, apply_execution, apply_reconcile
 from cmamd.accounts.status import SessionStatus
 from cmamd.accounts.supervision import report_task_end
 from cmamd.accounts.symbol_reloads import SymbolReloads
@@ -52,14 +51,16 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.replies import expect_reply
 
 
-@dataclass(frozen=True, slots=True)
-class AccountChange:
-    """What changed on an account: item keys, and facts the copy logic needs."""
+class AccountChange(NamedTuple):
+    """What changed on an account: item keys, and facts the copy logic needs.
+
+    A NamedTuple: one is made per execution event, on the copy path. Read-only by contract
+    (``origins`` may be a shared empty mapping)."""
 
     account_id: int
     keys: frozenset[str]
     received_at: float  # time.monotonic() when the event arrived
-    origins: dict[str, str] = field(default_factory=dict)  # "p<pos>" -> "o<order>" that opened it
+    origins: Mapping[str, str] = NO_ORIGINS  # "p<pos>" -> "o<order>" that opened it
     resync: bool = False  # a full reconcile: every key may have changed
     reducing: frozenset[str] = frozenset()  # keys whose change reduces risk: copy them first
 
@@ -295,22 +296,20 @@ class AccountSession:
         effect = apply_execution(self.state, event)
         if event.HasField("order"):
             self._order_events.note(event.order.orderId, event.executionType, event.errorCode)
-        if effect.keys:
+        keys = effect.keys
+        if keys:
             if self._changed_in_flight is not None:
-                self._changed_in_flight.update(effect.keys)
-            self._emit(effect.keys, origins=effect.origins, reducing=effect.reducing)
+                self._changed_in_flight.update(keys)
+            self._report(
+                AccountChange(
+                    self.account_id, keys, time.monotonic(), effect.origins, False, effect.reducing
+                )
+            )
 
-    def _emit(
-        self,
-        keys: frozenset[str],
-        *,
-        origins: dict[str, str] | None = None,
-        resync: bool = False,
-        reducing: frozenset[str] = frozenset(),
-    ) -> None:
-        change = AccountChange(
-            self.account_id, keys, time.monotonic(), origins or {}, resync, reducing
-        )
+    def _emit(self, keys: frozenset[str], *, resync: bool = False) -> None:
+        self._report(AccountChange(self.account_id, keys, time.monotonic(), NO_ORIGINS, resync))
+
+    def _report(self, change: AccountChange) -> None:
         try:
             self._on_change(change)
         except Exception:

@@ -7,8 +7,8 @@ path, so it does only what the event changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from cmamd.accounts import convert, merge
@@ -25,63 +25,87 @@ ORDER_WITHDRAWN = frozenset({model_pb2.ORDER_CANCELLED, model_pb2.ORDER_EXPIRED}
 class EventEffect(NamedTuple):
     """What one execution event changed: the item keys, and the facts the copy logic needs.
 
-    A NamedTuple, not a frozen dataclass: made for every event, it costs a tuple."""
+    A NamedTuple, not a frozen dataclass: made for every event, it costs a tuple. Its parts
+    are shared and read-only (the empty ones are constants, not built per event)."""
 
     keys: frozenset[str]
-    origins: dict[str, str]  # "p<pos>" -> "o<order>": the pending order that opened it
+    origins: Mapping[str, str]  # "p<pos>" -> "o<order>": the pending order that opened it
     reducing: frozenset[str]  # keys whose change reduces risk: copied first
 
 
-NO_EFFECT = EventEffect(frozenset(), {}, frozenset())
+NO_ORIGINS: Mapping[str, str] = MappingProxyType({})
+NOTHING: frozenset[str] = frozenset()
+NO_EFFECT = EventEffect(NOTHING, NO_ORIGINS, NOTHING)
+_OPEN = model_pb2.POSITION_STATUS_OPEN
+_FILLED = model_pb2.ORDER_FILLED
 
 
 def apply_execution(state: AccountState, event: pb.ProtoOAExecutionEvent) -> EventEffect:
     """Apply an execution event already checked by ``wire_guard`` (stale and replayed
-    events never reach this)."""
-    keys: set[str] = set()
-    origins: dict[str, str] = {}
-    reducing: set[str] = set()
-    if event.HasField("position"):
+    events never reach this).
+
+    On the copy path for every event: each part is read once and the effect is built
+    from at most two keys, without intermediate sets."""
+    has = event.HasField
+    has_position = has("position")
+    position_id = 0
+    pkey = okey = ""
+    p_reducing = o_reducing = False
+    if has_position:
         pos = event.position
-        key = position_key(pos.positionId)
-        if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN:
-            before = state.positions.get(pos.positionId)
-            after = state.positions[pos.positionId] = convert.position(pos)
-            keys.add(key)
-            if before is not None and after.volume < before.volume:
-                reducing.add(key)  # a partial close
-        elif pos.positionStatus in POSITION_ENDED:
-            state.positions.pop(pos.positionId, None)
-            keys.add(key)
-            reducing.add(key)
-    if event.HasField("order"):
+        position_id = pos.positionId
+        status = pos.positionStatus
+        if status == _OPEN:
+            before = state.positions.get(position_id)
+            after = state.positions[position_id] = convert.position(pos)
+            pkey = position_key(position_id)
+            p_reducing = before is not None and after.volume < before.volume  # a partial close
+        elif status in POSITION_ENDED:
+            state.positions.pop(position_id, None)
+            pkey = position_key(position_id)
+            p_reducing = True
+    origins = NO_ORIGINS
+    if has("order"):
         order = event.order
-        key = order_key(order.orderId)
+        order_id = order.orderId
         if convert.is_resting(order):
-            state.orders[order.orderId] = convert.pending_order(order)
-            keys.add(key)
-        elif state.orders.pop(order.orderId, None) is not None:
-            keys.add(key)
-            if event.executionType in ORDER_WITHDRAWN:
-                reducing.add(key)
+            state.orders[order_id] = convert.pending_order(order)
+            okey = order_key(order_id)
+        elif state.orders.pop(order_id, None) is not None:
+            okey = order_key(order_id)
+            o_reducing = event.executionType in ORDER_WITHDRAWN
         if (
-            event.executionType == model_pb2.ORDER_FILLED
-            and order.orderType in convert.PENDING_KINDS
-            and event.HasField("position")
+            has_position
+            and event.executionType == _FILLED
+            and order.orderType in (convert.PENDING_KINDS)
         ):
-            origins[position_key(event.position.positionId)] = key
-    if event.HasField("deal") and event.deal.HasField("closePositionDetail"):
-        _apply_balance(state, event.deal.closePositionDetail)
-    if not keys:
-        return NO_EFFECT
-    return EventEffect(frozenset(keys), origins, frozenset(reducing))
+            origins = {position_key(position_id): order_key(order_id)}
+    if has("deal"):
+        deal = event.deal
+        if deal.HasField("closePositionDetail"):
+            _apply_balance(state, deal.closePositionDetail)
+    if pkey:
+        if okey:
+            return EventEffect(
+                frozenset((pkey, okey)),
+                origins,
+                frozenset(k for k, r in ((pkey, p_reducing), (okey, o_reducing)) if r),
+            )
+        return EventEffect(
+            frozenset((pkey,)), origins, frozenset((pkey,)) if p_reducing else NOTHING
+        )
+    if okey:
+        return EventEffect(
+            frozenset((okey,)), origins, frozenset((okey,)) if o_reducing else NOTHING
+        )
+    return NO_EFFECT
 
 
 def _apply_balance(state: AccountState, detail: model_pb2.ProtoOAClosePositionDetail) -> None:
     trader = state.trader
     if trader is not None:
         digits = detail.moneyDigits if detail.HasField("moneyDigits") else trader.money_digits
-        state.trader = replace(trader, balance=units.money(detail.balance, digits))
+        state.trader = trader.with_balance(units.money(detail.balance, digits))
 
 
 def apply_reconcile(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from decimal import Decimal
 
 import pytest
 
 from cmamd import metrics
 from cmamd.accounts import convert
-from cmamd.accounts.model import AccountState
+from cmamd.accounts.model import AccountKind, AccountState, TraderInfo
 from cmamd.accounts.order_events import OrderEvents
 from cmamd.accounts.state_updates import apply_execution, apply_reconcile
 from cmamd.accounts.status import NEEDS_OPERATOR, RETRYABLE, SETTLED, SessionStatus
@@ -150,3 +151,34 @@ def test_every_session_status_is_a_metrics_label_even_at_zero() -> None:
     (by_state,) = [f for f in metrics.families(status) if f.name == "cmamd_accounts"]
     counts = {sample.labels["state"]: sample.value for sample in by_state.samples}
     assert counts == {str(s): (1 if s is SessionStatus.READY else 0) for s in SessionStatus}
+
+
+def test_a_resting_order_filling_into_a_close_reduces_only_the_position() -> None:
+    state = opened(7)
+    apply_execution(state, execution(model_pb2.ORDER_ACCEPTED, order=order(61)))
+    filled = order(61, status=model_pb2.ORDER_STATUS_FILLED, positionId=7)
+    closed = position(7, status=model_pb2.POSITION_STATUS_CLOSED)
+    effect = apply_execution(
+        state, execution(model_pb2.ORDER_FILLED, order=filled, position=closed)
+    )
+    assert (effect.keys, effect.reducing) == (frozenset({"p7", "o61"}), frozenset({"p7"}))
+    assert effect.origins == {"p7": "o61"}
+    assert state.positions == {} and state.orders == {}
+
+
+def test_with_balance_carries_every_other_field() -> None:
+    values = {
+        "account_id": 5,
+        "balance": Decimal("1.5"),
+        "money_digits": 3,
+        "kind": AccountKind.NETTED,
+        "leverage_in_cents": 50_000,
+        "trading_allowed": False,
+        "deposit_asset": "EUR",
+        "broker": "b",
+        "is_live": True,
+        "deposit_asset_id": 7,
+    }
+    assert set(values) == {f.name for f in dataclasses.fields(TraderInfo)}  # a new field: add it
+    info = TraderInfo(**values)  # type: ignore[arg-type]
+    assert info.with_balance(Decimal("9")) == dataclasses.replace(info, balance=Decimal("9"))
