@@ -102,6 +102,8 @@ class AccountSession:
         # False until the server accepted the account on the current link, and again once
         # it says the authorisation is gone: only then is it worth re-authorising.
         self._authorised = False
+        # >0 while the start-up chain runs: its own queued requests authorise on a new link
+        self._bringing_up = 0
         self._log = get_logger("cmamd.accounts").bind(account=name, account_id=account_id)
         self._wire = wire_guard.WireGuard(self._log)
         self._symbol_reloads = SymbolReloads(self._reload_symbols, self._spawn)
@@ -138,6 +140,13 @@ class AccountSession:
 
     async def _bring_up(self) -> None:
         # Admitted: start-up requests never queue longer than the budget serves them.
+        self._bringing_up += 1
+        try:
+            await self._bring_up_admitted()
+        finally:
+            self._bringing_up -= 1
+
+    async def _bring_up_admitted(self) -> None:
         async with startup_for(self.connection).admitted():
             if not self._authorised:
                 await self._authorise()
@@ -346,6 +355,11 @@ class AccountSession:
         self.ready.clear()
         self.status = "reauthorising"
         self._authorised = False  # a new link: the server knows no account on it yet
+        if self._bringing_up:
+            # The start-up chain authorises and reconciles on this link by itself (its
+            # requests are released after the hooks). Doing it here too sent both twice,
+            # and a hook waiting for an admission place the chain holds stalled every hook.
+            return
         try:
             async with startup_for(self.connection).admitted():
                 await self._account_auth()
