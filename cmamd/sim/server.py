@@ -31,6 +31,7 @@ from cmamd.sim.market import Market, PriceChange
 from cmamd.sim.oauth import OAuthSettings, OAuthStandIn
 from cmamd.sim.pipeline import FramePipeline
 from cmamd.sim.protos import spot_event
+from cmamd.sim.receipt import ReceiptStampedConnection, stamped_connection_class
 from cmamd.sim.session import ConnectionInfo, FrameEvent, FrameListener, RecordedRequest, Session
 from cmamd.sim.token_store import TokenStore
 
@@ -109,6 +110,7 @@ class SimServer(ManualTrading):
             # Liveness is the Open API heartbeat's job: no WebSocket pings to lean on.
             ping_interval=None,
             compression=None,
+            create_connection=stamped_connection_class(self._monotonic),
         )
         self.port = next(iter(self._ws.sockets)).getsockname()[1]
         scheme = "wss" if ssl_context is not None else "ws"
@@ -312,8 +314,10 @@ class SimServer(ManualTrading):
         if listener in self._frame_listeners:
             self._frame_listeners.remove(listener)
 
-    def _frame_event(self, direction: str, conn_id: int, frame: bytes) -> None:
-        event = FrameEvent(direction, conn_id, self._monotonic(), frame)
+    def _frame_event(
+        self, direction: str, conn_id: int, frame: bytes, at: float | None = None
+    ) -> None:
+        event = FrameEvent(direction, conn_id, self._monotonic() if at is None else at, frame)
         for listener in list(self._frame_listeners):
             try:
                 listener(event)
@@ -364,10 +368,11 @@ class SimServer(ManualTrading):
             async for frame in connection:
                 if session.closing:  # decided to close: what arrives now is not acted on
                     break
+                received_at = _received_at(connection, self._monotonic)
                 session.last_received = self._monotonic()
                 if self._frame_listeners and isinstance(frame, bytes):
-                    self._frame_event("in", info.conn_id, frame)
-                self._pipeline.on_frame(session, frame)
+                    self._frame_event("in", info.conn_id, frame, received_at)
+                self._pipeline.on_frame(session, frame, received_at)
         except ConnectionClosed:
             pass
         finally:
@@ -436,3 +441,9 @@ class SimServer(ManualTrading):
                 next_walk = self._monotonic() + self.config.price_walk_interval_s
                 if self.config.price_walk and not self._prices_paused:
                     self._publish(self.market.walk())
+
+
+def _received_at(connection: ServerConnection, monotonic: Callable[[], float]) -> float:
+    if isinstance(connection, ReceiptStampedConnection):
+        return connection.take_received_at()
+    return monotonic()
