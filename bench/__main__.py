@@ -399,7 +399,7 @@ def render(results: dict[str, Any]) -> str:
                     "req/account",
                     "bound s",
                     "x bound",
-                    "x bound at 1.1 s",
+                    f"x bound at {THROTTLE_SPAN_S:g} s",
                     "RSS MiB",
                     "idle CPU %",
                 ],
@@ -452,7 +452,7 @@ def render(results: dict[str, Any]) -> str:
         parts.append(
             table(
                 "Copy throughput - trades back to back in 'sustained' (gaps excluded from wall "
-                "in 'isolated'); budget = connections x 50 req / 1.1 s",
+                f"in 'isolated'); budget = connections x 50 req / {THROTTLE_SPAN_S:g} s",
                 [
                     "case",
                     "copies",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import world
+from bench.latency import THROTTLE_SPAN_S
 from bench.procs import SimProcess, daemon_for
 from cmamd.accounts.model import Side
 
@@ -26,7 +27,6 @@ SYMBOL = "EURUSD"
 LOTS = "0.10"
 MAX_RPS = 50
 WINDOW_S = 1.0
-THROTTLE_SPAN_S = 1.1  # the client's window plus its safety margin (connection/ratelimit.py)
 FILLED = 3
 
 
