@@ -39,9 +39,14 @@ def is_settled(session: AccountSession) -> bool:
 
 
 async def wait_until_settled(
-    sessions: Callable[[], Iterable[AccountSession]], stall_s: float
+    sessions: Callable[[], Iterable[AccountSession]],
+    stall_s: float,
+    on_progress: Callable[[], None] | None = None,
 ) -> list[str]:
-    """Until every session is ready or failed; returns the names of those still starting."""
+    """Until every session is ready or failed; returns the names of those still starting.
+
+    ``on_progress`` is called whenever more accounts have settled (and once at first).
+    """
     settled = -1
     last_progress = time.monotonic()
     while True:
@@ -52,6 +57,8 @@ async def wait_until_settled(
         if len(current) - len(pending) != settled:
             settled = len(current) - len(pending)
             last_progress = time.monotonic()
+            if on_progress is not None:
+                on_progress()
         left_s = last_progress + stall_s - time.monotonic()
         if left_s <= 0:
             return [s.name for s in pending]

@@ -146,7 +146,11 @@ class Daemon:
         await self._start_accounts(config, config.enabled_accounts)
         self._abort_if_credentials_refused()
         still_starting = await wait_until_settled(
-            lambda: self.sessions.values(), ACCOUNT_START_TIMEOUT_S
+            lambda: self.sessions.values(),
+            ACCOUNT_START_TIMEOUT_S,
+            # 1 000 accounts on one connection take ~80 s, near systemd's default start
+            # timeout (90 s): while accounts keep coming up, the start is not hung
+            on_progress=lambda: self.notifier.extend_timeout(ACCOUNT_START_TIMEOUT_S + 30),
         )
         if still_starting:
             log.warning("accounts still starting; going on without them", accounts=still_starting)
