@@ -135,6 +135,7 @@ class RequestThrottle:
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
         self._paused_until = -math.inf
+        self._widened_at = -math.inf
         self._dispatcher: asyncio.Task[None] | None = None
         self._closed: BaseException | None = None
         self.waits = 0
@@ -185,7 +186,14 @@ class RequestThrottle:
     def widen_margin(self) -> float:
         """The server refused a request for its rate: its window saw frames closer together
         than we wrote them, by more than the margin. Double the margin (at least
-        ``_MIN_WIDENED_MARGIN_S``, at most ``MAX_MARGIN_S``) and return it."""
+        ``_MIN_WIDENED_MARGIN_S``, at most ``MAX_MARGIN_S``) and return it.
+
+        Refusals within one span of the last widening are answers to frames written under
+        the old margin, one event: they do not widen it again."""
+        now = self._clock.monotonic()
+        if now < self._widened_at + self.span_s:
+            return self.margin_s
+        self._widened_at = now
         widened = max(self.margin_s * 2, _MIN_WIDENED_MARGIN_S)
         self.margin_s = min(MAX_MARGIN_S, max(self.margin_s, widened))
         self.span_s = self.window_s + self.margin_s

@@ -373,6 +373,9 @@ class SimServer(ManualTrading):
                 if self._frame_listeners and isinstance(frame, bytes):
                     self._frame_event("in", info.conn_id, frame, received_at)
                 self._pipeline.on_frame(session, frame, received_at)
+                # Let the loop read the socket before the next queued frame is handled, so
+                # that what arrives meanwhile is stamped when it arrives (receipt.py).
+                await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         finally:
