@@ -321,6 +321,11 @@ def render(results: dict[str, Any]) -> str:
         parts[-1] += (
             f"\nDaemon CPU per copy: {_spread(med['cpu_ms_per_copy'])} ms (idle rate "
             f"subtracted); idle CPU {_spread(med['idle_cpu_pct'])} %"
+            + (
+                f"; event loop thread {_spread(med['loop_cpu_ms_per_copy'])} ms"
+                if "loop_cpu_ms_per_copy" in med
+                else ""
+            )
         )
     fanout = results.get("fanout", {}).get("result")
     if fanout:

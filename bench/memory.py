@@ -12,12 +12,8 @@ tracemalloc runs from just before the daemon starts; its own bookkeeping is repo
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
-import os
 import sqlite3
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -25,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import world
+from bench.procs import SimProcess
 from bench.stats import max_rss_bytes, mib, rss_bytes
 from cmamd.accounts.model import Side
 from cmamd.state.store import DB_NAME
@@ -64,39 +61,14 @@ def _point(label: str) -> dict[str, Any]:
     }
 
 
-async def _start_sim(
-    followers: int, tmp: Path
-) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
-    describe = tmp / "sim.json"
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.simproc",
-        "--followers",
-        str(followers),
-        "--describe",
-        str(describe),
-        cwd=str(REPO),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not describe.exists():
-        if proc.returncode is not None or time.monotonic() > deadline:
-            raise RuntimeError("simulator process did not start")
-        await asyncio.sleep(0.05)
-    return proc, json.loads(describe.read_text())
-
-
 async def run(followers: int, positions: int) -> dict[str, Any]:
     gc.collect()
     imported_rss = rss_bytes()
     points: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="cmamd-bench-mem-") as tmp_name:
         tmp = Path(tmp_name)
-        sim_proc, described = await _start_sim(followers, tmp)
+        sim = await SimProcess.start(followers, tmp)
+        described = sim.described
         state_dir = tmp / "state"
         config = world.write_config(
             tmp / "config.yaml",
@@ -154,8 +126,7 @@ async def run(followers: int, positions: int) -> dict[str, Any]:
             if master is not None:
                 await master.close_connection()
             await daemon.stop()
-            sim_proc.terminate()
-            await sim_proc.wait()
+            await sim.stop()
         store_closed = _dir_size(state_dir)
         files = {p.name: p.stat().st_size for p in sorted(state_dir.iterdir()) if p.is_file()}
         rows = _row_counts(state_dir / DB_NAME)

@@ -34,11 +34,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of the process's main thread (the daemon's event loop) so far."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def _daemon_module() -> list[str]:
+    """``CMAMD_BENCH_PROFILE=DIR``: run each daemon under cProfile (bench/profiled.py), one
+    stats file per run in DIR; the figures are inflated but the shares hold."""
+    where = os.environ.get("CMAMD_BENCH_PROFILE")
+    if not where:
+        return ["cmamd"]
+    Path(where).mkdir(parents=True, exist_ok=True)
+    return ["bench.profiled", f"{where}/daemon-{time.monotonic_ns()}.prof"]
 
 
 class SimProcess:
@@ -101,7 +117,7 @@ class DaemonProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "cmamd",
+                *_daemon_module(),
                 "run",
                 "--config",
                 str(self.config),

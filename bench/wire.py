@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import world
 from bench.bare import BareCopier
-from bench.procs import DaemonProcess, SimProcess, cpu_seconds, rss_mib
+from bench.procs import DaemonProcess, SimProcess, cpu_seconds, rss_mib, thread_cpu_seconds
 from bench.stats import summary
 from cmamd.accounts.model import Side
 
@@ -98,18 +98,24 @@ async def run(trades: int, gap_s: float, repeats: int, idle_s: float) -> dict[st
                 await _trade(master, 1, gap_s)  # warm-up, not measured separately
                 await asyncio.sleep(1.2)
                 c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+                m0 = thread_cpu_seconds(daemon.pid)
                 await asyncio.sleep(idle_s)
                 c1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+                m1 = thread_cpu_seconds(daemon.pid)
                 await _trade(master, trades, gap_s)
                 await asyncio.sleep(0.3)
                 c2, t2 = cpu_seconds(daemon.pid), time.monotonic()
+                m2 = thread_cpu_seconds(daemon.pid)
                 idle_rate = (c1 - c0) / (t1 - t0)
                 busy = (c2 - c1) - idle_rate * (t2 - t1)
+                loop_busy = (m2 - m1) - (m1 - m0) / (t1 - t0) * (t2 - t1)
                 cpu.append(
                     {
                         "idle_cpu_pct": round(idle_rate * 100, 3),
                         "cpu_ms_per_copy": round(busy / (2 * trades) * 1000, 3),
                         "cpu_ms_per_copy_raw": round((c2 - c1) / (2 * trades) * 1000, 3),
+                        # the event loop's thread alone (the state writer runs beside it)
+                        "loop_cpu_ms_per_copy": round(loop_busy / (2 * trades) * 1000, 3),
                         "rss_mib": rss_mib(daemon.pid),
                         "startup_s": round(startup_s, 2),
                     }
@@ -186,6 +192,7 @@ def analyse(
         "daemon_close_p50_ms",
         "bare_close_p50_ms",
         "cpu_ms_per_copy",
+        "loop_cpu_ms_per_copy",
         "idle_cpu_pct",
     )
     return {

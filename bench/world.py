@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from cmamd.daemon.launch import open_daemon
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
@@ -134,7 +135,7 @@ class BenchDaemon:
             self.on_report(report)
 
     async def start(self, timeout: float = 120.0) -> Daemon:
-        self.daemon = Daemon(
+        self.daemon = open_daemon(
             self.config, environ={}, notifier=SystemdNotifier(env={}), on_report=self._report
         )
         self.task = asyncio.create_task(self.daemon.run())

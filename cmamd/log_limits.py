@@ -4,7 +4,8 @@ A server (or a proxy) sending garbage can make every frame cost a log line: 100 
 frames, 100 000 lines, copies delayed by the logging, and journald's rate limit then
 drops the daemon's real lines too. ``LimitedLog`` lets the first line of each kind per
 interval through (with its details), counts the rest, and when the interval ends logs
-one summary with the count. Kinds are the event text and level; fields do not split them.
+one summary with the count: the same event, with a ``repeated`` field. Kinds are the
+event text and level; fields do not split them.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ class LimitedLog:
         if window.suppressed:
             level, event = key
             method = "error" if level == "exception" else level
+            # The kind's own event, so that selecting a line by name finds its summary too.
             getattr(self._log, method)(
-                f"{event} (repeated)",
+                event,
                 repeated=window.suppressed,
                 in_s=round(self._clock() - window.started, 3),
             )

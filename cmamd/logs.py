@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 from urllib.parse import quote
 
 import structlog
@@ -44,21 +44,25 @@ def redact_secret_fields(
     logger: WrappedLogger, method_name: str, event_dict: EventDict
 ) -> EventDict:
     """Processor: blank the value of every field named like a credential, at any depth."""
-    return cast(EventDict, _redact_fields(event_dict, 0))
+    return _redact_field_map(event_dict, 0)
+
+
+def _redact_field_map(value: Mapping[Any, Any], depth: int) -> dict[Any, Any]:
+    return {
+        key: (
+            REDACTED
+            if isinstance(key, str) and is_secret_field(key) and _is_filled(item)
+            else _redact_fields(item, depth + 1)
+        )
+        for key, item in value.items()
+    }
 
 
 def _redact_fields(value: Any, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         return value
     if isinstance(value, Mapping):
-        return {
-            key: (
-                REDACTED
-                if isinstance(key, str) and is_secret_field(key) and _is_filled(item)
-                else _redact_fields(item, depth + 1)
-            )
-            for key, item in value.items()
-        }
+        return _redact_field_map(value, depth)
     if isinstance(value, list | tuple):
         items = [_redact_fields(item, depth + 1) for item in value]
         return items if isinstance(value, list) else tuple(items)
@@ -111,7 +115,7 @@ class SecretRedactor:
         pattern = self._pattern
         if pattern is None:
             return event_dict
-        return cast(EventDict, _redact_values(event_dict, pattern, 0))
+        return _redact_value_map(event_dict, pattern, 0)
 
 
 def _redact_values(value: Any, pattern: re.Pattern[str], depth: int) -> Any:
@@ -121,10 +125,7 @@ def _redact_values(value: Any, pattern: re.Pattern[str], depth: int) -> Any:
         return value
     if depth <= _MAX_DEPTH:
         if isinstance(value, Mapping):
-            return {
-                _redact_values(key, pattern, depth + 1): _redact_values(item, pattern, depth + 1)
-                for key, item in value.items()
-            }
+            return _redact_value_map(value, pattern, depth)
         if isinstance(value, list | tuple | set | frozenset):
             items = [_redact_values(item, pattern, depth + 1) for item in value]
             return tuple(items) if isinstance(value, tuple) else items
@@ -132,6 +133,15 @@ def _redact_values(value: Any, pattern: re.Pattern[str], depth: int) -> Any:
     # text would show a secret, log the redacted text instead of the object.
     text = repr(value)
     return pattern.sub(REDACTED, text) if pattern.search(text) else value
+
+
+def _redact_value_map(
+    value: Mapping[Any, Any], pattern: re.Pattern[str], depth: int
+) -> dict[Any, Any]:
+    return {
+        _redact_values(key, pattern, depth + 1): _redact_values(item, pattern, depth + 1)
+        for key, item in value.items()
+    }
 
 
 # One registry for the process: tokens rotate at runtime and every logger must hide the
@@ -180,7 +190,9 @@ def _json_renderer(logger: WrappedLogger, method_name: str, event_dict: EventDic
     # The fixed keys first, so `journalctl -o cat` lines line up for a human reader too.
     ordered = {key: event_dict[key] for key in _HEADER_KEYS if key in event_dict}
     ordered.update(event_dict)
-    return cast(str, _json_dumps(logger, method_name, ordered))
+    rendered = _json_dumps(logger, method_name, ordered)
+    # JSONRenderer returns bytes only with a bytes-returning serializer, which it is not given.
+    return rendered if isinstance(rendered, str) else rendered.decode()
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -246,4 +258,6 @@ def configure_logging(
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return cast(structlog.stdlib.BoundLogger, structlog.get_logger(name))
+    # structlog.get_logger is untyped; configure_logging sets wrapper_class to BoundLogger.
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

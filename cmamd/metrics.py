@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from cmamd.accounts.status import SessionStatus
 from cmamd.control.status import status_of
 from cmamd.logs import get_logger
 from cmamd.replication.executor import CopyReport
@@ -31,7 +32,7 @@ log = get_logger("cmamd.metrics")
 
 SCRAPE_TIMEOUT_S = 5.0
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-ACCOUNT_STATES = ("ready", "starting", "reauthorising", "failed", "stopped", "new")
+ACCOUNT_STATES = tuple(SessionStatus)
 
 
 class _StatusCollector(Collector):

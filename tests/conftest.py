@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+@pytest.fixture
+def tls_server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """A server's TLS context with that certificate (a client trusts it with ``cafile=cert``)."""
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

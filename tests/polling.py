@@ -11,17 +11,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def first_value(
+    probe: Callable[[], T | None], timeout_s: float, interval_s: float
+) -> T | None:
+    """The first value other than None that ``probe()`` returns within ``timeout_s`` (looked
+    at every ``interval_s``, and once more at the deadline); None when there was none."""
+    deadline = time.monotonic() + timeout_s
+    while (value := probe()) is None:
+        if time.monotonic() >= deadline:
+            return probe()
+        await asyncio.sleep(interval_s)
+    return value
 
 
 async def reached(condition: Callable[[], object], timeout_s: float, interval_s: float) -> bool:
     """Whether ``condition()`` became truthy within ``timeout_s`` (looked at every
     ``interval_s``, and once more at the deadline)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() >= deadline:
-            return bool(condition())
-        await asyncio.sleep(interval_s)
-    return True
+    return (
+        await first_value(lambda: True if condition() else None, timeout_s, interval_s) is not None
+    )
 
 
 async def wait_until(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cmamd.cli import COMMANDS
-from cmamd.config.check import DEFAULT_PATH
+from cmamd.config.default_path import DEFAULT_CONFIG
 
 UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
 UNITS = ["cmamd.service", "cmamd@.service", "cmamd-notify-reload.service"]
@@ -162,7 +162,7 @@ def test_service_essentials(name: str) -> None:
 def test_main_unit_runs_the_default_config_and_reloads_through_the_cli() -> None:
     assert values("cmamd.service", "Type") == ["notify"]
     assert values("cmamd.service", "ExecStart") == [
-        f"{INSTALLED_BINARY} run --config {DEFAULT_PATH}"
+        f"{INSTALLED_BINARY} run --config {DEFAULT_CONFIG}"
     ]
     assert values("cmamd.service", "ExecReload") == [f"{INSTALLED_BINARY} reload --pid $MAINPID"]
     assert values("cmamd.service", "StateDirectory") == ["cmamd"]
@@ -208,3 +208,18 @@ def test_unit_command_lines_parse_with_the_real_cli(name: str, line: str) -> Non
         parser.parse_args(rest)
     except (argparse.ArgumentError, SystemExit) as exc:  # required arguments still exit
         pytest.fail(f"{name}: {line!r} does not parse: {exc}")
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_never_has_to_kill_a_default_shutdown(name: str) -> None:
+    # the daemon's whole shutdown is bounded (daemon/shutdown.py): the drain, the teardown,
+    # and past that budget at most two floors per step (its run, its cancellation)
+    from cmamd.config.models import Config
+    from cmamd.daemon.timing import DaemonTiming
+
+    timing = DaemonTiming()
+    drain_s = Config.model_fields["shutdown_timeout_s"].default
+    steps = 6  # control socket, drain, workers, sessions, hub, connections
+    worst_s = drain_s + timing.teardown_s + steps * 2 * timing.shutdown_step_min_s
+    (stop_timeout,) = values(name, "TimeoutStopSec")
+    assert float(stop_timeout) > worst_s, (stop_timeout, worst_s)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from google.protobuf.message import Message
 
 from cmamd.accounts.model import (
@@ -38,7 +36,7 @@ PENDING_KINDS = frozenset({model_pb2.LIMIT, model_pb2.STOP, model_pb2.STOP_LIMIT
 
 
 def _opt_float(message: Message, field: str) -> float | None:
-    return cast(float, getattr(message, field)) if message.HasField(field) else None
+    return float(getattr(message, field)) if message.HasField(field) else None
 
 
 def symbol_spec(symbol: model_pb2.ProtoOASymbol, name: str) -> SymbolSpec:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from cmamd.accounts.token_keeper import bootstrap_pair
-from cmamd.config.check import DEFAULT_PATH
+from cmamd.config.default_path import add_config_option
 from cmamd.config.loader import ConfigError, load_config
 from cmamd.state.store import StateStore, wall_clock_ms
 
@@ -23,9 +22,7 @@ EX_CONFIG = 78
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--account", required=True, help="the account's name in the config")
-    parser.add_argument(
-        "--config", type=Path, default=DEFAULT_PATH, help=f"config file (default: {DEFAULT_PATH})"
-    )
+    add_config_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -8,10 +8,14 @@ unnoticed. A task that dies of an unexpected exception is logged at error with t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
+
+Spawn = Callable[[Any], asyncio.Task[Any]]
+"""Starts a coroutine as one of the account's tasks (``AccountSession._spawn``)."""
 
 
 class RetryPacing:

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from cmamd.accounts.supervision import Spawn
+
 Reload = Callable[[list[int]], Awaitable[None]]
-Spawn = Callable[[Any], asyncio.Task[Any]]
 
 
 class SymbolReloads:

@@ -18,18 +18,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from cmamd.accounts.timing import PRODUCTION, SessionTiming
 from cmamd.logs import get_logger, register_secret
 from cmamd.state.shared_tokens import reauth_key, reauth_value
 from cmamd.state.store import StateStore, StoredTokens
 
 log = get_logger("cmamd.accounts.token_keeper")
-
-REFRESH_MARGIN_MS = 24 * 3600 * 1000
-"""Refresh a day before expiry: tokens live ~30 days, and a day survives long outages."""
-REFRESH_MARGIN_FRACTION = 0.25
-"""...but never more than this share of the token's lifetime before expiry: a token living
-less than four days is rotated once three quarters of its life have passed, not at once
-(a day's margin on a shorter lifetime would make every new token due on arrival)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +41,15 @@ class TokenError(Exception):
 
 
 class TokenKeeper:
-    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        clock: Callable[[], float] = time.time,
+        timing: SessionTiming = PRODUCTION,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._timing = timing
         self._locks: dict[str, asyncio.Lock] = {}
         self._bootstrap: dict[int, StoredTokens] = {}
         self._bootstrap_tried: set[int] = set()
@@ -79,7 +79,9 @@ class TokenKeeper:
         if stored is not None and same_pair(stored, pair):
             return False
         self._store.put_tokens(account_id, pair)
-        log.warning("stored token pair replaced by the config's bootstrap pair", account=account_id)
+        log.warning(
+            "stored token pair replaced by the config's bootstrap pair", account_id=account_id
+        )
         return True
 
     def current(self, account_id: int) -> StoredTokens:
@@ -102,7 +104,8 @@ class TokenKeeper:
         tokens = self.current(account_id)
         if tokens.expires_at_ms is None:
             return None
-        return (tokens.expires_at_ms - refresh_margin_ms(tokens) - self._now_ms()) / 1000
+        margin_ms = refresh_margin_ms(tokens, self._timing)
+        return (tokens.expires_at_ms - margin_ms - self._now_ms()) / 1000
 
     async def refresh(self, account_id: int, refresher: Refresher) -> StoredTokens:
         """Rotate the pair of ``account_id``'s group; a group refreshes once at a time."""
@@ -125,7 +128,7 @@ class TokenKeeper:
                 self._now_ms(),
             )
             self._store.put_tokens_many({acc: stored for acc in {account_id, *group}})
-            log.info("tokens refreshed", accounts=sorted({account_id, *group}))
+            log.info("tokens refreshed", account_ids=sorted({account_id, *group}))
             return stored
 
     def _now_ms(self) -> int:
@@ -145,13 +148,14 @@ class TokenKeeper:
         return None if tokens is None else tokens.refresh_token
 
 
-def refresh_margin_ms(tokens: StoredTokens) -> int:
+def refresh_margin_ms(tokens: StoredTokens, timing: SessionTiming = PRODUCTION) -> int:
     """How long before its expiry a pair is rotated: a day, or a quarter of its lifetime
-    (from when it was stored to its expiry) when that is shorter."""
+    (from when it was stored to its expiry) when that is shorter (``timing``'s margins)."""
     if tokens.expires_at_ms is None:
-        return REFRESH_MARGIN_MS
+        return timing.refresh_margin_ms
     lifetime_ms = tokens.expires_at_ms - tokens.updated_ms
-    return min(REFRESH_MARGIN_MS, max(0, int(lifetime_ms * REFRESH_MARGIN_FRACTION)))
+    share_ms = max(0, int(lifetime_ms * timing.refresh_margin_fraction))
+    return min(timing.refresh_margin_ms, share_ms)
 
 
 def bootstrap_pair(

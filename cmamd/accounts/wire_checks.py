@@ -201,10 +201,93 @@ def _money_digits_problem(digits: int) -> str | None:
 
 def execution_problem(event: pb.ProtoOAExecutionEvent, symbols: Symbols) -> str | None:
     """What is wrong with an execution event; one bad part makes the whole event untrusted."""
+    if plainly_sound(event, symbols):
+        return None
+    return full_execution_problem(event, symbols)
+
+
+def full_execution_problem(event: pb.ProtoOAExecutionEvent, symbols: Symbols) -> str | None:
+    """:func:`execution_problem` without the fast path (named problems for every field)."""
     return _first(
         pb_position_problem(event.position, symbols) if event.HasField("position") else None,
         pb_order_problem(event.order, symbols) if event.HasField("order") else None,
         pb_deal_problem(event.deal, symbols) if event.HasField("deal") else None,
+    )
+
+
+# -- the fast path ---------------------------------------------------------------------------
+#
+# Every execution event passes the checks above on the copy path; building the models and
+# the problem strings costs more than the checks. ``plainly_sound`` reads the raw fields once
+# and answers True only when every check above would find nothing: it may be stricter (then
+# the full checks decide), never looser (tests/unit/test_unit_wire_checks.py holds it to
+# that on mutated events). A price, SL/TP or time field that is absent reads as 0, which the
+# full checks accept too; ``0.0 <= x <= MAX`` is False for NaN and infinities.
+
+
+def _limit(symbols: Symbols, symbol_id: int, factor: int) -> int:
+    """The volume ceiling; -1 (nothing fits) for a symbol missing from a loaded catalogue."""
+    spec = symbols.get(symbol_id)
+    if spec is None:
+        return -1 if symbols else MAX_VOLUME
+    return min(_max(spec) * factor, MAX_VOLUME)
+
+
+def _position_sound(pos: model_pb2.ProtoOAPosition, symbols: Symbols) -> bool:
+    trade = pos.tradeData
+    floor = 1 if pos.positionStatus == model_pb2.POSITION_STATUS_OPEN else 0
+    return (
+        trade.tradeSide in convert.SIDES
+        and pos.positionId > 0
+        and floor <= trade.volume <= _limit(symbols, trade.symbolId, POSITION_VOLUME_FACTOR)
+        and 0.0 <= pos.price <= MAX_PRICE
+        and 0.0 <= pos.stopLoss <= MAX_PRICE
+        and 0.0 <= pos.takeProfit <= MAX_PRICE
+        and 0 <= trade.openTimestamp <= MAX_TIMESTAMP_MS
+        and 0 <= pos.utcLastUpdateTimestamp <= MAX_TIMESTAMP_MS
+    )
+
+
+def _order_sound(order: model_pb2.ProtoOAOrder, symbols: Symbols) -> bool:
+    trade = order.tradeData
+    factor = POSITION_VOLUME_FACTOR if order.closingOrder else 1
+    return (
+        trade.tradeSide in convert.SIDES
+        and order.orderId > 0
+        and (order.positionId > 0 or not order.HasField("positionId"))
+        and 1 <= trade.volume <= _limit(symbols, trade.symbolId, factor)
+        and 0.0 <= order.limitPrice <= MAX_PRICE
+        and 0.0 <= order.stopPrice <= MAX_PRICE
+        and 0.0 <= order.stopLoss <= MAX_PRICE
+        and 0.0 <= order.takeProfit <= MAX_PRICE
+        and 0.0 <= order.executionPrice <= MAX_PRICE
+        and 0 <= order.expirationTimestamp <= MAX_TIMESTAMP_MS
+        and 0 <= order.utcLastUpdateTimestamp <= MAX_TIMESTAMP_MS
+    )
+
+
+def _deal_sound(deal: model_pb2.ProtoOADeal, symbols: Symbols) -> bool:
+    limit = _limit(symbols, deal.symbolId, 1)
+    return (
+        deal.dealId > 0
+        and deal.orderId > 0
+        and deal.positionId > 0
+        and 1 <= deal.volume <= limit
+        and 0 <= deal.filledVolume <= limit
+        and 0.0 <= deal.executionPrice <= MAX_PRICE
+        and 0 <= deal.createTimestamp <= MAX_TIMESTAMP_MS
+        and 0 <= deal.executionTimestamp <= MAX_TIMESTAMP_MS
+        and 0 <= deal.moneyDigits <= MAX_MONEY_DIGITS
+        and 0 <= deal.closePositionDetail.moneyDigits <= MAX_MONEY_DIGITS
+    )
+
+
+def plainly_sound(event: pb.ProtoOAExecutionEvent, symbols: Symbols) -> bool:
+    """True only if :func:`full_execution_problem` would find nothing."""
+    return (
+        (not event.HasField("position") or _position_sound(event.position, symbols))
+        and (not event.HasField("order") or _order_sound(event.order, symbols))
+        and (not event.HasField("deal") or _deal_sound(event.deal, symbols))
     )
 
 

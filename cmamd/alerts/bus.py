@@ -13,6 +13,20 @@ from cmamd.logs import get_logger
 
 log = get_logger("cmamd.alerts")
 
+# Keys an alert's details may not take on its log line: the line's own header and fields.
+_LINE_KEYS = frozenset({"event", "level", "logger", "timestamp", "cause", "text", "receiver"})
+
+
+def alert_line_fields(cause: str, text: str, details: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an alert's log line: its details under their own names (``account``,
+    ``follower``, ``master_item``... as on every other line), ``detail_<key>`` for a detail
+    named like one of the line's own keys."""
+    fields: dict[str, Any] = {"cause": cause, "text": text}
+    for key, value in details.items():
+        fields[f"detail_{key}" if key in _LINE_KEYS else key] = value
+    return fields
+
+
 Receiver = Callable[[str, str, dict[str, Any]], None]
 _receiver: Receiver | None = None
 
@@ -25,7 +39,7 @@ def set_receiver(receiver: Receiver | None) -> None:
 def emit(cause: str, text: str, details: dict[str, Any] | None = None) -> None:
     receiver = _receiver
     if receiver is None:
-        log.warning("alert", cause=cause, text=text, receiver=None)
+        log.warning("alert", **alert_line_fields(cause, text, details or {}), receiver=None)
         return
     try:
         receiver(cause, text, details or {})

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cmamd.alerts.bus import alert_line_fields
 from cmamd.alerts.sinks import Command, Sink, SinkError, TelegramBot, Webhook
 from cmamd.config.operating import AlertsConfig
 from cmamd.logs import get_logger
@@ -118,9 +119,7 @@ class AlertDispatcher:
             log.exception("alert not queued", cause=cause)
 
     def _alert(self, cause: str, text: str, details: dict[str, Any]) -> None:
-        log.warning(
-            "alert", cause=cause, text=text, **{f"alert_{k}": v for k, v in details.items()}
-        )
+        log.warning("alert", **alert_line_fields(cause, text, details))
         if cause not in self._config.causes or not self._queues:
             return
         send, repeats = self._gate.admit(cause, subject_of(details))
@@ -137,7 +136,7 @@ class AlertDispatcher:
             try:
                 queue.put_nowait(body)
             except asyncio.QueueFull:
-                log.warning("alert dropped: sink queue full", sink=sink.name, cause=cause)
+                log.warning("alert dropped", sink=sink.name, cause=cause, reason="sink queue full")
 
     async def _drain(self, sink: Sink, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
@@ -160,7 +159,9 @@ class AlertDispatcher:
                 error = f"{sink.name}: {type(exc).__name__}"
             if attempt == ATTEMPTS:
                 break
-            log.info("alert delivery failed; retrying", sink=sink.name, error=error, in_s=delay)
+            log.info(
+                "alert delivery failed", sink=sink.name, error=error, attempt=attempt, in_s=delay
+            )
             await asyncio.sleep(delay)
             delay *= 2
         self.failed += 1

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import TextIO
 
 from cmamd.config import operating
+from cmamd.config.default_path import DEFAULT_CONFIG
 from cmamd.config.loader import load_config_report
 from cmamd.config.models import AccountConfig, ApiConfig, Config
 from cmamd.config.problems import ConfigError, ConfigUnreadable
 from cmamd.config.rules import CopyRule, Destination, VolumeMode
-
-DEFAULT_PATH = Path("/etc/cmamd/config.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "path",
         nargs="?",
         type=Path,
-        default=DEFAULT_PATH,
+        default=DEFAULT_CONFIG,
         metavar="PATH",
-        help=f"config file (default: {DEFAULT_PATH})",
+        help=f"config file (default: {DEFAULT_CONFIG})",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print errors only, no summary or warnings"

@@ -183,7 +183,8 @@ class ApiConfig(Section):
                 problems.append((("ca_file",), f"cannot read {self.ca_file}: {exc.strerror}"))
         if problems:
             raise LocatedProblems(problems)
-        assert secret is not None  # required=True and no problems
+        if secret is None:  # resolve_secret reports a missing required secret as a problem
+            raise LocatedProblems([(("client_secret",), "missing")])
         self._client_secret = secret
         return self
 

@@ -138,7 +138,8 @@ class TelegramSink(_Section):
         secret, problems = resolve_secret(self, "token", info, required=True)
         if problems:
             raise LocatedProblems(problems)
-        assert secret is not None  # required=True and no problems
+        if secret is None:  # resolve_secret reports a missing required secret as a problem
+            raise LocatedProblems([(("token",), "missing")])
         self._token = secret
         return self
 

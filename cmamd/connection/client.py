@@ -243,7 +243,8 @@ class OpenApiConnection:
                 if exc.code in APPLICATION_AUTH_CODES:
                     # Retrying cannot fix credentials and would only hammer the server.
                     self._log.error(
-                        "application credentials refused; not reconnecting",
+                        "application credentials refused",
+                        next="not reconnecting",
                         code=exc.code,
                         description=exc.description,
                     )
@@ -264,7 +265,7 @@ class OpenApiConnection:
             failures += 1
             if not had_session and connect_attempts is not None and failures >= connect_attempts:
                 self._log.error(
-                    "could not connect; giving up", attempts=failures, error=repr(error)
+                    "could not connect", next="giving up", attempts=failures, error=repr(error)
                 )
                 self._shut(error)
                 return
@@ -385,7 +386,7 @@ class OpenApiConnection:
                 if envelope is None:
                     self._state.counts["bad_frames"] += 1
                     if garbage.bad_frame(link.last_received):
-                        self._log.error("burst of undecodable frames; dropping the link")
+                        self._log.error("burst of undecodable frames", next="dropping the link")
                         return
                     continue
                 self._dispatcher.dispatch(envelope)

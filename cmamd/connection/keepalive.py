@@ -48,7 +48,9 @@ async def keep_alive(
             now = clock.monotonic()
             quiet = now - link.last_received
             if quiet >= silence_timeout_s:
-                log.warning("nothing received; declaring the link dead", silent_s=round(quiet, 3))
+                log.warning(
+                    "nothing received", next="declaring the link dead", silent_s=round(quiet, 3)
+                )
                 return
             beat_due = link.last_sent + beat_after
             if now >= beat_due:

@@ -86,7 +86,8 @@ class RequestSender:
             self._state.counts["rate_limited"] += 1
             self._throttle.pause_for(pause_s)
             self._log.warning(
-                "rate limited by the server; resending",
+                "rate limited by the server",
+                next="resending",
                 request=type(message).__name__,
                 code=error.code,
                 pause_s=pause_s,

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from cmamd.accounts.model import Side
+from cmamd.accounts.status import RETRYABLE
 from cmamd.config.models import AccountConfig
 from cmamd.config.rules import CopyMode
 from cmamd.control import manual
@@ -23,6 +24,7 @@ from cmamd.control.protocol import (
     Request,
     arg_bool,
     arg_names,
+    arg_optional_str,
     arg_str,
 )
 from cmamd.control.status import status_of
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
     from cmamd.control.hub import OperatorHub
 
 FLATTEN_WAIT_S = 30.0  # how long ``flatten`` waits for the closes before it reports
-RETRYABLE_STATES = frozenset({"failed", "needs re-authorisation", "stopped", "new"})
 REDUCING_ACTIONS = frozenset({"ClosePosition", "CancelPendingOrder"})
 
 
@@ -46,7 +47,6 @@ async def run(hub: OperatorHub, request: Request) -> Any:
 # helpers --------------------------------------------------------------------------------
 def _account(hub: OperatorHub, name: str) -> AccountConfig:
     config = hub.daemon.config
-    assert config is not None
     try:
         return config.account(name)
     except KeyError:
@@ -57,9 +57,7 @@ def _account(hub: OperatorHub, name: str) -> AccountConfig:
 
 
 def _rule_names(hub: OperatorHub) -> set[str]:
-    config = hub.daemon.config
-    assert config is not None
-    return {rule.name for rule in config.copy_rules}
+    return {rule.name for rule in hub.daemon.config.copy_rules}
 
 
 def _ready_session(hub: OperatorHub, name: str) -> AccountSession:
@@ -82,13 +80,10 @@ async def _status(hub: OperatorHub, args: dict[str, Any]) -> Any:
 
 async def _pause(hub: OperatorHub, args: dict[str, Any], paused: bool = True) -> Any:
     target = arg_str(args, "target")
-    assert target is not None
-    kind = arg_str(args, "kind", required=False)  # "follower" | "rule" | None: guess
+    kind = arg_optional_str(args, "kind")  # "follower" | "rule" | None: guess
     if kind not in (None, "follower", "rule"):
         raise ControlError(ErrorCode.BAD_REQUEST, f"kind is follower or rule, not {kind!r}")
-    config = hub.daemon.config
-    assert config is not None
-    is_account = any(a.name == target for a in config.accounts)
+    is_account = any(a.name == target for a in hub.daemon.config.accounts)
     is_rule = target in _rule_names(hub)
     if kind is None and is_account and is_rule:
         raise ControlError(
@@ -115,7 +110,6 @@ async def _resume(hub: OperatorHub, args: dict[str, Any]) -> Any:
 async def _mode(hub: OperatorHub, args: dict[str, Any]) -> Any:
     follower = arg_str(args, "follower")
     raw_mode = arg_str(args, "mode")
-    assert follower is not None and raw_mode is not None
     try:
         mode = CopyMode(raw_mode)
     except ValueError:
@@ -132,8 +126,8 @@ async def _mode(hub: OperatorHub, args: dict[str, Any]) -> Any:
 
 
 async def _flatten(hub: OperatorHub, args: dict[str, Any]) -> Any:
-    follower = arg_str(args, "follower", required=False)
-    rule = arg_str(args, "rule", required=False)
+    follower = arg_optional_str(args, "follower")
+    rule = arg_optional_str(args, "rule")
     everything = arg_bool(args, "all")
     if sum((follower is not None, rule is not None, everything)) != 1:
         raise ControlError(ErrorCode.BAD_REQUEST, "give exactly one of follower, rule, all")
@@ -218,7 +212,7 @@ def _copies_left(hub: OperatorHub, chosen: list[CopyRoute]) -> dict[str, int]:
 
 
 async def _reconcile(hub: OperatorHub, args: dict[str, Any]) -> Any:
-    name = arg_str(args, "account", required=False)
+    name = arg_optional_str(args, "account")
     if name is not None:
         sessions = [_ready_session(hub, name)]
     else:
@@ -239,14 +233,13 @@ async def _reconcile(hub: OperatorHub, args: dict[str, Any]) -> Any:
 
 async def _retry(hub: OperatorHub, args: dict[str, Any]) -> Any:
     name = arg_str(args, "account")
-    assert name is not None
     account = _account(hub, name)
     if not account.enabled:
         raise ControlError(ErrorCode.REFUSED, f"account {name} is disabled in the YAML")
     session = hub.daemon.sessions.get(name)
     if session is not None and session.ready.is_set():
         raise ControlError(ErrorCode.REFUSED, f"account {name} is ready; nothing to retry")
-    if session is not None and session.status not in RETRYABLE_STATES:
+    if session is not None and session.status not in RETRYABLE:
         # a session recovering on its own is not interrupted
         raise ControlError(
             ErrorCode.REFUSED, f"account {name} is {session.status}; see ctl status, retry later"
@@ -264,12 +257,9 @@ async def _retry(hub: OperatorHub, args: dict[str, Any]) -> Any:
 
 def _members(hub: OperatorHub, args: dict[str, Any]) -> tuple[str, list[manual.Member]]:
     config = hub.daemon.config
-    assert config is not None
-    group_name = arg_str(args, "group", required=False)
+    group_name = arg_optional_str(args, "group")
     names = arg_names(args, "accounts")
-    if (group_name is None) == (names is None):
-        raise ControlError(ErrorCode.BAD_REQUEST, "give either accounts or group")
-    if group_name is not None:
+    if group_name is not None and names is None:
         group = next((g for g in config.groups if g.name == group_name), None)
         if group is None:
             known = ", ".join(g.name for g in config.groups) or "none configured"
@@ -277,18 +267,22 @@ def _members(hub: OperatorHub, args: dict[str, Any]) -> tuple[str, list[manual.M
                 ErrorCode.UNKNOWN_GROUP, f"unknown group {group_name!r} (groups: {known})"
             )
         members = manual.members_of_group(group)
-    else:
-        assert names is not None
+    elif names is not None and group_name is None:
         members = manual.members_of_accounts(names)
+    else:
+        raise ControlError(ErrorCode.BAD_REQUEST, "give either accounts or group")
     for member in members:
         _ready_session(hub, member.account)
     return group_name or "accounts", members
 
 
-def _decimal(args: dict[str, Any], name: str, *, required: bool) -> Decimal | None:
+def _optional_decimal(args: dict[str, Any], name: str) -> Decimal | None:
+    return None if args.get(name) is None else _decimal(args, name)
+
+
+def _decimal(args: dict[str, Any], name: str) -> Decimal:
+    """A required number argument: positive, finite, at most a million."""
     value = args.get(name)
-    if value is None and not required:
-        return None
     try:
         number = Decimal(str(value))
     except InvalidOperation:
@@ -301,12 +295,10 @@ def _decimal(args: dict[str, Any], name: str, *, required: bool) -> Decimal | No
 async def _order(hub: OperatorHub, args: dict[str, Any]) -> Any:
     side_text = arg_str(args, "side")
     symbol = arg_str(args, "symbol")
-    assert side_text is not None and symbol is not None
     if side_text not in ("buy", "sell"):
         raise ControlError(ErrorCode.BAD_REQUEST, f"side is buy or sell, not {side_text!r}")
-    lots = _decimal(args, "lots", required=True)
-    assert lots is not None
-    sl, tp = _decimal(args, "sl_pips", required=False), _decimal(args, "tp_pips", required=False)
+    lots = _decimal(args, "lots")
+    sl, tp = _optional_decimal(args, "sl_pips"), _optional_decimal(args, "tp_pips")
     scope, members = _members(hub, args)
     states = {m.account: hub.daemon.sessions[m.account].state for m in members}
     planned = manual.plan_orders(members, states, symbol, lots, sl, tp)
@@ -324,19 +316,19 @@ async def _order(hub: OperatorHub, args: dict[str, Any]) -> Any:
             for index, order in enumerate(planned, 1)
         ]
     )
-    hub.log_trades("order", label, results)
+    hub.log_trades("order", results, label=label)
     return {"label": label, "results": results}
 
 
 async def _close(hub: OperatorHub, args: dict[str, Any]) -> Any:
-    symbol = arg_str(args, "symbol", required=False)
+    symbol = arg_optional_str(args, "symbol")
     _, members = _members(hub, args)
     states = {m.account: hub.daemon.sessions[m.account].state for m in members}
     closes = manual.plan_closes(members, states, symbol)
     results = await manual.send_all(
         [manual.send_close(hub.daemon.sessions[c.account], c) for c in closes]
     )
-    hub.log_trades("close", symbol or "*", results)
+    hub.log_trades("close", results)
     return {"results": results}
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmamd.accounts.status import NEEDS_OPERATOR, SessionStatus
 from cmamd.alerts import bus
 from cmamd.alerts.dispatcher import AlertDispatcher
 from cmamd.config.models import AccountConfig, Config
@@ -50,7 +51,6 @@ def socket_path(config: Config, environ: dict[str, str]) -> Path:
 
 class OperatorHub:
     def __init__(self, daemon: Daemon, environ: dict[str, str]) -> None:
-        assert daemon.store is not None and daemon.config is not None
         self.daemon = daemon
         self._environ = environ
         self.overrides = Overrides(daemon.store)
@@ -61,14 +61,13 @@ class OperatorHub:
         self.metrics: MetricsServer | None = None
         self._server: ControlServer | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._seen_status: dict[str, str] = {}
+        self._seen_status: dict[str, SessionStatus] = {}
         self._close_refusals: dict[tuple[str, str], int] = {}
         self._restarting: set[str] = set()
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         config = self.daemon.config
-        assert config is not None
         self.alerts.start()
         bus.set_receiver(self.alert)
         if config.control.enabled:
@@ -93,7 +92,11 @@ class OperatorHub:
             try:
                 gid = group_id(config.control.group)
             except KeyError:
-                log.error("control.group names no group on this system", group=config.control.group)
+                log.error(
+                    "control group unknown",
+                    group=config.control.group,
+                    reason="control.group names no group on this system",
+                )
         policy = Policy(daemon_uid=os.getuid(), group_gid=gid)
         path = socket_path(config, self._environ)
         server = ControlServer(
@@ -144,14 +147,10 @@ class OperatorHub:
 
     # helpers the actions use -------------------------------------------------------------
     def destinations(self) -> list[CopyRoute]:
-        config = self.daemon.config
-        assert config is not None
-        return self.daemon._destinations(config)
+        return self.daemon.routes(self.daemon.config)
 
     def yaml_mode(self, dest: CopyRoute) -> CopyMode:
-        config = self.daemon.config
-        assert config is not None
-        for rule in config.copy_rules:
+        for rule in self.daemon.config.copy_rules:
             if rule.name == dest.target.rule:
                 for yaml_dest in rule.destinations:
                     if yaml_dest.account == dest.follower:
@@ -161,23 +160,25 @@ class OperatorHub:
     def apply_destinations(self) -> None:
         """Hand the replicator the targets with the overrides as they now are. Before the
         daemon is started it does that itself (from the same store) once accounts are up."""
-        if self.daemon.replicator is not None and self.daemon.started.is_set():
+        if self.daemon.started.is_set():
             self.daemon.replicator.set_destinations(self.destinations())
 
     async def restart_account(self, account: AccountConfig) -> None:
-        config = self.daemon.config
-        assert config is not None
         self._restarting.add(account.name)
         try:
-            await self.daemon._stop_account(account.name, logout=False)
-            await self.daemon._start_accounts(config, [account])
+            await self.daemon.accounts.stop(account.name, logout=False)
+            await self.daemon.accounts.start(self.daemon.config, [account])
         finally:
             self._restarting.discard(account.name)
         self.apply_destinations()
 
-    def log_trades(self, action: str, what: str, results: list[dict[str, Any]]) -> None:
+    def log_trades(self, command: str, results: list[dict[str, Any]], **context: Any) -> None:
+        """One line per account of a ``ctl order``/``ctl close``, with the usual field names
+        (``account``, ``symbol``, ``lots``/``volume``, ``position_id``, ``reason``)."""
         for result in results:
-            log.info("control trade", action=action, what=what, **result)
+            fields = {**context, **result}
+            reason = fields.pop("detail", None) or None
+            log.info("control trade", command=command, reason=reason, **fields)
 
     async def _handle(self, request: Request, peer: Peer) -> Any:
         return await actions.run(self, request)
@@ -226,10 +227,10 @@ class OperatorHub:
             self._seen_status[name] = status
             if status == before or name in self._restarting:
                 continue
-            if status not in ("failed", "needs re-authorisation"):
+            if status not in NEEDS_OPERATOR:
                 continue
             error = str(session.error or "")
-            token = status == "needs re-authorisation" or any(
+            token = status is SessionStatus.NEEDS_REAUTH or any(
                 w in error.lower() for w in ("token", "unauthori", "not authori")
             )
             if token:

@@ -129,15 +129,16 @@ def plan_orders(
         volume = fit_volume(member.volume, member.lots(lots), spec)
         sl = _relative(sl_pips, spec.pip_position, spec.digits)
         tp = _relative(tp_pips, spec.pip_position, spec.digits)
-        why = next((x for x in (blocked, volume, sl, tp) if isinstance(x, Skip)), None)
-        if why is not None:
+        if blocked is not None or (
+            isinstance(volume, Skip) or isinstance(sl, Skip) or isinstance(tp, Skip)
+        ):
+            why = next(x for x in (blocked, volume, sl, tp) if isinstance(x, Skip))
             planned.append(
                 PlannedOrder(
                     member.account, state.account_id, name, None, 0, "0", detail=why.reason
                 )
             )
             continue
-        assert isinstance(volume, int) and not isinstance(sl, Skip) and not isinstance(tp, Skip)
         shown = str(volume_to_lots(volume, spec.lot_size).normalize())
         planned.append(
             PlannedOrder(

@@ -140,11 +140,17 @@ def decode_reply(line: bytes) -> Reply:
 
 
 # argument helpers: every action validates its args through these ------------------------
-def arg_str(args: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+def arg_str(args: dict[str, Any], name: str) -> str:
+    """A required string argument."""
+    value = arg_optional_str(args, name)
+    if value is None:
+        raise ControlError(ErrorCode.BAD_REQUEST, f"missing argument {name!r}")
+    return value
+
+
+def arg_optional_str(args: dict[str, Any], name: str) -> str | None:
     value = args.get(name)
     if value is None:
-        if required:
-            raise ControlError(ErrorCode.BAD_REQUEST, f"missing argument {name!r}")
         return None
     if not isinstance(value, str) or not value or len(value) > 200:
         raise ControlError(ErrorCode.BAD_REQUEST, f"argument {name!r} is a non-empty string")

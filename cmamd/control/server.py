@@ -72,10 +72,11 @@ class ControlServer:
                 os.chown(self.path, -1, self._group_gid)
             except OSError as exc:
                 log.warning(
-                    "cannot give the control socket to its group; members are refused by "
-                    "file mode (run the daemon with that group, e.g. SupplementaryGroups=)",
+                    "control socket not given to its group",
                     path=str(self.path),
                     error=str(exc),
+                    reason="members are refused by file mode",
+                    fix="run the daemon with that group, e.g. SupplementaryGroups=",
                 )
         log.info("control socket listening", path=str(self.path))
 

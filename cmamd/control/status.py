@@ -19,7 +19,6 @@ def status_of(hub: OperatorHub) -> dict[str, Any]:
     daemon = hub.daemon
     config = daemon.config
     store = daemon.store
-    assert config is not None and store is not None
     destinations = hub.destinations()
     followers_of: dict[str, list[dict[str, Any]]] = {}
     rules: list[dict[str, Any]] = []
@@ -85,16 +84,14 @@ def status_of(hub: OperatorHub) -> dict[str, Any]:
         )
     replicator = daemon.replicator
     return {
-        "daemon": {"status": daemon.status_line(), "time_ms": int(time.time() * 1000)},
+        "daemon": {"status": daemon.status_line(), "time_ms": daemon.now_ms()},
         "accounts": accounts,
         "destinations": rules,
         "queue": {
-            "depth": replicator.queue.depth if replicator else 0,
-            "in_progress": replicator.queue.in_progress if replicator else 0,
+            "depth": replicator.queue.depth,
+            "in_progress": replicator.queue.in_progress,
         },
-        "connections": [connection_figures(c) for c in daemon.pool.connections]
-        if daemon.pool is not None
-        else [],
+        "connections": [connection_figures(c) for c in daemon.pool.connections],
         "recent_actions": hub.journal.recent(10),
     }
 

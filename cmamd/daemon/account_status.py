@@ -11,12 +11,14 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from cmamd.accounts.status import SessionStatus
+
 STATUS_REASON_CHARS = 80
 """A reason in STATUS= is cut here: the whole line must stay readable in systemctl status."""
 
 
 class SessionView(Protocol):
-    status: str
+    status: SessionStatus
     error: str | None
     ready: asyncio.Event
 

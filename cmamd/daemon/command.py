@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
-from cmamd.daemon.supervisor import Daemon
+from cmamd.daemon.launch import run_daemon
+from cmamd.daemon.shutdown import run_to_exit
 
 DEFAULT_CONFIG = Path("/etc/cmamd/config.yaml")
 
@@ -22,4 +22,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return asyncio.run(Daemon(args.config).run())
+    return run_to_exit(run_daemon(args.config))

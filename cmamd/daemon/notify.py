@@ -79,7 +79,9 @@ class SystemdNotifier:
         self._address = env.get("NOTIFY_SOCKET") or None
         if self._address is not None and not self._address.startswith(("/", "@")):
             log.warning(
-                "unsupported NOTIFY_SOCKET address; not notifying systemd", address=self._address
+                "systemd notify disabled",
+                address=self._address,
+                reason="unsupported NOTIFY_SOCKET address",
             )
             self._address = None
         self._transport: _Transport | None = None
@@ -125,7 +127,11 @@ class SystemdNotifier:
         try:
             usec = int(self._watchdog_usec)
         except ValueError:
-            log.warning("ignoring malformed WATCHDOG_USEC", value=self._watchdog_usec)
+            log.warning(
+                "systemd watchdog disabled",
+                value=self._watchdog_usec,
+                reason="malformed WATCHDOG_USEC",
+            )
             return None
         return usec / 2 / 1_000_000 if usec > 0 else None
 

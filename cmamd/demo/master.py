@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import cast
 
 from google.protobuf.message import Message
 
@@ -20,6 +19,7 @@ from cmamd.protocol import units
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
+from cmamd.protocol.replies import expect_reply
 
 
 class MasterTrader:
@@ -40,16 +40,18 @@ class MasterTrader:
         await trader._request(
             pb.ProtoOAAccountAuthReq(ctidTraderAccountId=account_id, accessToken=access_token)
         )
-        light = cast(
-            pb.ProtoOASymbolsListRes,
+        light = expect_reply(
             await trader._request(pb.ProtoOASymbolsListReq(ctidTraderAccountId=account_id)),
+            pb.ProtoOASymbolsListRes,
+            "the symbol list",
         )
         names = {s.symbolId: s.symbolName for s in light.symbol}
-        details = cast(
-            pb.ProtoOASymbolByIdRes,
+        details = expect_reply(
             await trader._request(
                 pb.ProtoOASymbolByIdReq(ctidTraderAccountId=account_id, symbolId=sorted(names))
             ),
+            pb.ProtoOASymbolByIdRes,
+            "the symbol details",
         )
         trader.symbols = {
             names[s.symbolId]: convert.symbol_spec(s, names[s.symbolId]) for s in details.symbol
@@ -127,7 +129,9 @@ class MasterTrader:
         if expiration_ms is not None:
             request.timeInForce = model_pb2.GOOD_TILL_DATE
             request.expirationTimestamp = expiration_ms
-        reply = cast(pb.ProtoOAExecutionEvent, await self._request(request))
+        reply = expect_reply(
+            await self._request(request), pb.ProtoOAExecutionEvent, "a pending order"
+        )
         return int(reply.order.orderId)
 
     async def amend_pending(
@@ -154,7 +158,7 @@ class MasterTrader:
     async def _until_filled(
         self, request: pb.ProtoOANewOrderReq | pb.ProtoOAClosePositionReq
     ) -> int:
-        reply = cast(pb.ProtoOAExecutionEvent, await self._request(request))
+        reply = expect_reply(await self._request(request), pb.ProtoOAExecutionEvent, "an order")
         if reply.executionType == model_pb2.ORDER_FILLED:
             return int(reply.position.positionId)
         return await asyncio.wait_for(self.expect_fill(reply.order.orderId), 10)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from cmamd.accounts.model import OrderKind, Side
+from cmamd.daemon.launch import open_daemon
 from cmamd.daemon.supervisor import Daemon
 from cmamd.demo.config import sim_daemon_config
 from cmamd.demo.master import MasterTrader
@@ -72,7 +73,8 @@ class DemoWorld:
     async def settle(self, quiet_s: float = 0.15, timeout_s: float = 10.0) -> None:
         """Wait until the daemon has had nothing to do for ``quiet_s``."""
         replicator = self.daemon.replicator
-        assert replicator is not None
+        if replicator is None:
+            raise RuntimeError("the demo's daemon has not started replicating")
         await replicator.queue.wait_quiet(quiet_s, timeout_s)
 
 
@@ -208,7 +210,7 @@ async def run_demo(*, keep: bool = False, state_dir: str | None = None) -> int:
                 view.line(
                     f"  {MASTER} -> {name}: {yaml.safe_dump(rule, default_flow_style=True).strip()}"
                 )
-            daemon = Daemon(config_path, environ={}, on_report=view.copy)
+            daemon = open_daemon(config_path, environ={}, on_report=view.copy)
             daemon_task = asyncio.create_task(daemon.run())
             await asyncio.wait_for(daemon.started.wait(), 30)
             view.line(f"daemon ready: {daemon.status_line()}")

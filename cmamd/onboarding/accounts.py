@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
+from cmamd.config.default_path import add_config_option
 from cmamd.config.models import AccountConfig, Config
 from cmamd.onboarding import remote, setup
 from cmamd.onboarding.errors import OnboardingError
@@ -26,12 +27,7 @@ CONNECT_TIMEOUT_S = 20.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=setup.DEFAULT_CONFIG,
-        help="config file (default: %(default)s)",
-    )
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument(
         "--remote", action="store_true", help="also ask the server what each stored token grants"

@@ -21,6 +21,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TextIO
 
+from cmamd.config.default_path import add_config_option
 from cmamd.config.models import AccountConfig
 from cmamd.onboarding import grant_report, redirect, remote, setup, token_client
 from cmamd.onboarding.errors import OnboardingError
@@ -34,12 +35,7 @@ CONNECT_TIMEOUT_S = 20.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=setup.DEFAULT_CONFIG,
-        help="config file (default: %(default)s)",
-    )
+    add_config_option(parser)
     parser.add_argument(
         "--scope",
         choices=redirect.SCOPES,

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cmamd.config.default_path import DEFAULT_CONFIG
 from cmamd.config.loader import load_config, problems_from
 from cmamd.config.models import AccountConfig, Config
 from cmamd.config.problems import ConfigError, Problem
@@ -19,7 +20,6 @@ from cmamd.config.yamlsource import YamlProblems, parse_yaml
 from cmamd.logs import configure_logging
 from cmamd.onboarding.errors import OnboardingError
 
-DEFAULT_CONFIG = Path("/etc/cmamd/config.yaml")
 # Stands in for the accounts of a file that has none yet (a new user's first `cmamd auth`).
 _PLACEHOLDER = {"name": "placeholder", "account_id": 1, "live": False}
 

@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import json
 import ssl
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from cmamd.connection.token_refresh import TokenPair
 from cmamd.onboarding.errors import OnboardingError
 
 DEFAULT_TIMEOUT_S = 15.0
 # errorCode values that mean the application itself was refused, not the code
 _CLIENT_CODES = frozenset({"ACCESS_DENIED", "INVALID_CLIENT", "UNAUTHORIZED_CLIENT"})
-
-
-@dataclass(frozen=True, slots=True)
-class OAuthPair:
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_in_s: int
-    token_type: str
 
 
 async def exchange_code(
@@ -38,7 +30,7 @@ async def exchange_code(
     redirect_uri: str,
     verify: ssl.SSLContext | bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> OAuthPair:
+) -> TokenPair:
     params = {
         "grant_type": "authorization_code",
         "code": code,
@@ -83,7 +75,7 @@ def _reason(exc: httpx.HTTPError) -> str:
     return type(exc).__name__
 
 
-def parse_reply(status: int, content_type: str, body: bytes, url: str) -> OAuthPair:
+def parse_reply(status: int, content_type: str, body: bytes, url: str) -> TokenPair:
     """A token pair from the endpoint's reply, or OnboardingError saying what is wrong."""
     data: Any = None
     if "json" in content_type or body[:1] in (b"{", b"["):
@@ -131,7 +123,7 @@ def parse_reply(status: int, content_type: str, body: bytes, url: str) -> OAuthP
         )
     if status != 200:
         raise OnboardingError(f"the token endpoint {url} answered HTTP {status}: try again later")
-    return OAuthPair(access, refresh, expires_in, str(data.get("tokenType") or "bearer"))
+    return TokenPair(access, refresh, expires_in, str(data.get("tokenType") or "bearer"))
 
 
 def mask(token: str) -> str:

@@ -19,7 +19,7 @@ origin once O is no longer pending on the master (the follower's pending copy ma
 filled on its own). While O is pending, what carries its label belongs to ``o<O>``.
 
 - mode ``frozen``: nothing at all; its return moves the destination's start to that moment
-  (``daemon/dest_marks.py``), so what the master opened meanwhile predates it.
+  (``replication/routes_from_config.py``), so what the master opened meanwhile predates it.
   ``liquidate`` (equity stop): close every copy, cancel every pending copy, and never open
   again (links end SKIPPED/CLOSED "equity stop").
 - Master position, no link: filters decide once, recording a SKIPPED link with the reason

@@ -119,7 +119,8 @@ class Broker(EngineBase):
         if request.HasField(other):
             raise Rejected("INVALID_REQUEST", f"{other} does not apply to this order")
         price = getattr(request, own) if request.HasField(own) else order.trigger_price
-        assert price is not None
+        if price is None:
+            raise Rejected("INVALID_REQUEST", f"{own} missing and the order has none")
         check_digits(symbol, price, "TRADING_BAD_PRICES", own)
         quote = self._market.quote(account.config.broker, symbol.symbol_id)
         check_entry_side(order.order_type, order.side, price, quote)

@@ -55,7 +55,8 @@ class EngineBase(BrokerViews):
     def on_price_change(self, broker: str, symbol_id: int) -> list[AccountEvent]:
         """Fill pending orders and trigger stops that the new quote of ``symbol_id`` crosses."""
         symbol = self._market.symbol(broker, symbol_id)
-        assert symbol is not None
+        if symbol is None:
+            raise KeyError(f"broker {broker!r} has no symbol {symbol_id}")
         quote = self._market.quote(broker, symbol_id)
         events: list[AccountEvent] = []
         for account in self._accounts_on(broker):

@@ -145,8 +145,10 @@ class Handlers:
         except RequestError as error:
             exchange.reply(oa_error(error.code, error.description, account_id))
         except Rejected as rejection:
-            assert account_id is not None
-            exchange.reply(rejection.to_proto(account_id))
+            if account_id is None:  # an order error names its account; without one: an error
+                exchange.reply(oa_error(rejection.code, rejection.description))
+            else:
+                exchange.reply(rejection.to_proto(account_id))
         return exchange
 
     def fan_out(self, outbox: Outbox, events: list[AccountEvent]) -> None:
@@ -240,10 +242,12 @@ class Handlers:
             ctid = self._tokens.refresh(request.refreshToken)
         except TokenRefused as error:
             raise RequestError(error.code, error.description) from None
-        assert ctid.access_token is not None
+        access_token = ctid.access_token
+        if access_token is None:  # refresh() just issued one; a store bug must not reply ""
+            raise RequestError("CH_ACCESS_TOKEN_INVALID", "no access token after the refresh")
         exchange.reply(
             m.ProtoOARefreshTokenRes(
-                accessToken=ctid.access_token,
+                accessToken=access_token,
                 tokenType="bearer",
                 expiresIn=int(self._tokens.ttl_s),
                 refreshToken=ctid.refresh_token,

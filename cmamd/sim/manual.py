@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from cmamd.protocol.errors import OrderError
 from cmamd.protocol.proto import messages_pb2, model_pb2
+from cmamd.protocol.replies import expect_reply
 from cmamd.sim.broker import AccountEvent, Broker
 from cmamd.sim.snapshots import OrderKind, Side
 from cmamd.sim.validation import Rejected
@@ -59,8 +60,8 @@ class ManualTrading:
             request.positionId = position_id
         events = self._run(account_id, self.broker.new_order, request)
         filled = [e.message for e in events if _execution_type(e) == model_pb2.ORDER_FILLED]
-        position: int = cast(messages_pb2.ProtoOAExecutionEvent, filled[0]).position.positionId
-        return position
+        fill = expect_reply(filled[0], messages_pb2.ProtoOAExecutionEvent, "a market order")
+        return int(fill.position.positionId)
 
     def place_pending_order(
         self,
@@ -100,8 +101,8 @@ class ManualTrading:
             request.timeInForce = model_pb2.GOOD_TILL_DATE
             request.expirationTimestamp = expiration_ms
         events = self._run(account_id, self.broker.new_order, request)
-        order_id: int = cast(messages_pb2.ProtoOAExecutionEvent, events[0].message).order.orderId
-        return order_id
+        accepted = expect_reply(events[0].message, messages_pb2.ProtoOAExecutionEvent, "an order")
+        return int(accepted.order.orderId)
 
     def amend_pending_order(
         self,

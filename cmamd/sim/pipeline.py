@@ -78,10 +78,10 @@ class FramePipeline:
             return  # lost on the way in (recorded for tests): never acted on, never answered
         if not self._admit(session, envelope.payload_type, envelope.client_msg_id, received_at):
             return
-        if self._under_maintenance() and not session.app_authenticated:
+        maintenance_end = self._maintenance_end()
+        if maintenance_end is not None and not session.app_authenticated:
             error = oa_error("SERVER_IS_UNDER_MAINTENANCE", "Server is under maintenance")
-            assert self.maintenance_until is not None
-            error.maintenanceEndTimestamp = self.maintenance_until
+            error.maintenanceEndTimestamp = maintenance_end
             session.send(error, envelope.client_msg_id)
             session.close_after_flush(1000, "SERVER_IS_UNDER_MAINTENANCE")
             return
@@ -157,11 +157,12 @@ class FramePipeline:
             window.append(now)
         return True
 
-    def _under_maintenance(self) -> bool:
+    def _maintenance_end(self) -> int | None:
+        """When the maintenance under way ends (None: none under way)."""
         until = self.maintenance_until
         if until is not None and self._clock() * 1000 >= until:
             self.maintenance_until = until = None
-        return until is not None
+        return until
 
     def _deliver(self, exchange: Exchange, payload_type: int, client_msg_id: str | None) -> None:
         requester = exchange.requester

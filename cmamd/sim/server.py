@@ -361,7 +361,7 @@ class SimServer(ManualTrading):
         session = Session(info, connection, self._monotonic(), self._frame_written)
         self.connections.append(info)
         self._sessions[info.conn_id] = session
-        log.info("sim connection opened", conn_id=info.conn_id, remote=remote)
+        log.info("sim connection opened", connection=info.conn_id, remote=remote)
         writer = asyncio.create_task(session.run_writer())
         keepalive = asyncio.create_task(self._keepalive(session))
         try:
@@ -384,9 +384,9 @@ class SimServer(ManualTrading):
             info.closed_at = self._monotonic()
             log.info(
                 "sim connection closed",
-                conn_id=info.conn_id,
+                connection=info.conn_id,
                 code=connection.close_code,
-                accounts=sorted(info.authorised_accounts),
+                account_ids=sorted(info.authorised_accounts),
             )
             if not session.closing:
                 writer.cancel()

@@ -52,6 +52,26 @@ class JournalEntry:
 
 
 def link_columns(link: Mapping[str, Any]) -> tuple[str, int, int, str, str]:
+    # The common case in one pass (type() is exact: a bool is not taken for an int); any
+    # doubt goes to the checks below, which name the problem.
+    rule, master_id, follower_id = (
+        link.get("rule"),
+        link.get("master_account_id"),
+        link.get("follower_account_id"),
+    )
+    key, status = link.get("key"), link.get("status")
+    if (
+        type(rule) is str
+        and type(master_id) is int
+        and type(follower_id) is int
+        and type(key) is str
+        and type(status) is str
+    ):
+        return rule, master_id, follower_id, key, status
+    return _checked_link_columns(link)
+
+
+def _checked_link_columns(link: Mapping[str, Any]) -> tuple[str, int, int, str, str]:
     missing = [name for name in (*LINK_IDENTITY, "status") if name not in link]
     if missing:
         raise StateError(f"link record lacks {', '.join(missing)}")
@@ -68,9 +88,13 @@ def link_columns(link: Mapping[str, Any]) -> tuple[str, int, int, str, str]:
     return rule, master_id, follower_id, key, status
 
 
+# Built once: json.dumps with options builds an encoder per call.
+COMPACT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def to_json(value: Mapping[str, Any]) -> str:
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        return COMPACT_JSON.encode(value)
     except (TypeError, ValueError) as error:
         raise StateError(f"not storable as JSON: {error}") from error
 

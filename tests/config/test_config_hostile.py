@@ -20,7 +20,8 @@ from cmamd.config import (
     load_config_report,
     placeholders,
 )
-from cmamd.daemon.supervisor import EX_CONFIG, Daemon
+from cmamd.daemon.launch import run_daemon
+from cmamd.daemon.supervisor import EX_CONFIG
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 
@@ -67,7 +68,7 @@ def test_hostile_yaml_is_a_config_error_found_fast(name: str, tmp_path: Path) ->
 @pytest.mark.parametrize("name", ["NUL byte", "1000 levels in flow style", "5000-digit integer"])
 async def test_the_daemon_exits_78_on_hostile_yaml(name: str, tmp_path: Path) -> None:
     path = Workspace.create(tmp_path).write(HOSTILE[name])
-    assert await Daemon(path, environ={}).run() == EX_CONFIG
+    assert await run_daemon(path, environ={}) == EX_CONFIG
 
 
 def in_thread(call: Callable[[], object], timeout: float = 5.0) -> BaseException | None:
@@ -162,6 +163,6 @@ async def test_the_daemon_warns_about_placeholders_at_start(
     blocker.write_text("")
     text = edit(BASE, "account_id: 1001", "account_id: 12345678")
     text = "state_dir: " + str(blocker) + "\n" + text  # start stops right after the warnings
-    await Daemon(workspace.write(text), environ={}).run()
+    await run_daemon(workspace.write(text), environ={})
     out = capsys.readouterr().out
     assert "configuration warning" in out and "12345678 is the example's placeholder" in out

@@ -13,17 +13,29 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import Message
 from polling import wait_until
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from cmamd.connection.backoff import Backoff
+from cmamd.connection.client import OpenApiConnection
 from cmamd.protocol.codec import Envelope, decode, encode
 from cmamd.protocol.proto import common_pb2, messages_pb2
 
 CLIENT_ID = "fake-client"
 CLIENT_SECRET = "fake-secret-do-not-log"
+
+
+def quick_connection(
+    url: str, *, name: str, client_secret: str = CLIENT_SECRET, **options: Any
+) -> OpenApiConnection:
+    """A connection whose requests time out and whose reconnects come quickly, so that a test
+    of a fault waits fractions of a second, not the production delays."""
+    quick: dict[str, Any] = {"request_timeout_s": 2.0, "backoff": Backoff(0.01, 0.05)}
+    return OpenApiConnection(url, CLIENT_ID, client_secret, name=name, **{**quick, **options})
 
 
 class VirtualClock:

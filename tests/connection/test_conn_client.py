@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -12,9 +11,10 @@ from typing import Any
 import pytest
 import structlog
 from google.protobuf.message import Message
+from order_requests import market_order
+from ports import free_port
 
 from cmamd.connection import (
-    Backoff,
     ConnectionClosedError,
     OpenApiConnection,
     Priority,
@@ -26,13 +26,12 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 
 from .conn_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     FakeOpenApi,
     Reply,
     default_replies,
     eventually,
     oa_error,
+    quick_connection,
 )
 
 Factory = Callable[..., OpenApiConnection]
@@ -45,15 +44,11 @@ async def make_conn(fake_server: FakeOpenApi) -> AsyncIterator[Factory]:
     def factory(**overrides: Any) -> OpenApiConnection:
         options: dict[str, Any] = {
             "name": "test",
-            "request_timeout_s": 2.0,
             "heartbeat_interval_s": 5.0,
             "silence_timeout_s": 10.0,
-            "backoff": Backoff(0.01, 0.05),
         }
         options.update(overrides)
-        url = options.pop("url", fake_server.url)
-        secret = options.pop("client_secret", CLIENT_SECRET)
-        conn = OpenApiConnection(url, CLIENT_ID, secret, **options)
+        conn = quick_connection(options.pop("url", fake_server.url), **options)
         made.append(conn)
         return conn
 
@@ -63,13 +58,7 @@ async def make_conn(fake_server: FakeOpenApi) -> AsyncIterator[Factory]:
 
 
 def new_order(account_id: int = 5) -> pb.ProtoOANewOrderReq:
-    return pb.ProtoOANewOrderReq(
-        ctidTraderAccountId=account_id,
-        symbolId=1,
-        orderType=model_pb2.MARKET,
-        tradeSide=model_pb2.BUY,
-        volume=100_000,
-    )
+    return market_order(account_id)
 
 
 def execution(
@@ -119,10 +108,7 @@ async def test_bad_credentials_fail_start_without_retrying(
 
 
 async def test_start_gives_up_after_connect_attempts(make_conn: Factory) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conn = make_conn(url=f"ws://127.0.0.1:{port}")
+    conn = make_conn(url=f"ws://127.0.0.1:{free_port()}")  # a port nobody listens on
     with pytest.raises(OSError):
         await conn.start(connect_attempts=3)
     assert conn.state == "closed"

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from order_requests import market_order
 
 from cmamd.connection import (
-    Backoff,
     ConnectionClosedError,
     OpenApiConnection,
     Priority,
@@ -20,37 +20,23 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
 
 from .conn_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     FakeOpenApi,
     Reply,
     default_replies,
     eventually,
+    quick_connection,
 )
 
 
 @pytest.fixture
 async def conn(fake_server: FakeOpenApi) -> AsyncIterator[OpenApiConnection]:
-    connection = OpenApiConnection(
-        fake_server.url,
-        CLIENT_ID,
-        CLIENT_SECRET,
-        name="reconnect-test",
-        request_timeout_s=2.0,
-        backoff=Backoff(0.01, 0.05),
-    )
+    connection = quick_connection(fake_server.url, name="reconnect-test")
     yield connection
     await connection.close()
 
 
 def new_order() -> pb.ProtoOANewOrderReq:
-    return pb.ProtoOANewOrderReq(
-        ctidTraderAccountId=5,
-        symbolId=1,
-        orderType=model_pb2.MARKET,
-        tradeSide=model_pb2.SELL,
-        volume=1000,
-    )
+    return market_order(5, 1000, model_pb2.SELL)
 
 
 def swallow_orders(envelope: Envelope) -> list[Reply] | None:

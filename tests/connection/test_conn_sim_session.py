@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from order_requests import market_order
 
 from cmamd.connection import Backoff, OpenApiConnection, Priority, refresh_tokens
 from cmamd.protocol.codec import Envelope, payload_type_of
@@ -48,18 +49,6 @@ async def authorise(conn: OpenApiConnection, acc: dict[str, Any]) -> None:
             ctidTraderAccountId=acc["account_id"], accessToken=acc["access_token"]
         ),
         priority=Priority.SESSION,
-    )
-
-
-def market_order(
-    account_id: int, volume: int, side: model_pb2.ProtoOATradeSide = model_pb2.BUY
-) -> pb.ProtoOANewOrderReq:
-    return pb.ProtoOANewOrderReq(
-        ctidTraderAccountId=account_id,
-        symbolId=1,  # EURUSD on Demo Markets
-        orderType=model_pb2.MARKET,
-        tradeSide=side,
-        volume=volume,
     )
 
 

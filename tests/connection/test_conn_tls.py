@@ -13,13 +13,11 @@ from cmamd.sim import SimConfig, SimServer
 
 
 async def test_wss_verifies_the_server_against_the_configured_ca(
-    certificate: tuple[Path, Path],
+    certificate: tuple[Path, Path], tls_server_context: ssl.SSLContext
 ) -> None:
-    cert, key = certificate
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert, key)
+    cert, _ = certificate
     sim = SimServer(SimConfig.default())
-    await sim.start(ssl_context=server_context)
+    await sim.start(ssl_context=tls_server_context)
     described = sim.describe()
     trusting = OpenApiConnection(
         sim.url,

@@ -33,6 +33,37 @@ from cmamd.state.store import StateStore
 
 
 # protocol -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("action", "args", "fragment"),
+    [
+        ("pause", {}, "missing argument 'target'"),
+        ("pause", {"target": ""}, "'target' is a non-empty string"),
+        ("mode", {"follower": "f"}, "missing argument 'mode'"),
+        ("retry", {"account": 7}, "'account' is a non-empty string"),
+        ("order", {"side": "buy"}, "missing argument 'symbol'"),
+        ("order", {"side": "buy", "symbol": "EURUSD"}, "lots is a positive number"),
+        ("order", {"side": "buy", "symbol": "X", "lots": "NaN"}, "lots is a positive number"),
+        ("order", {"side": "buy", "symbol": "X", "lots": 1, "sl_pips": -2}, "sl_pips is a"),
+        ("order", {"side": "buy", "symbol": "X", "lots": 1}, "give either accounts or group"),
+        ("close", {"group": "g", "accounts": ["a"]}, "give either accounts or group"),
+        ("close", {"accounts": []}, "'accounts' is a list of names"),
+    ],
+)
+async def test_action_arguments_are_checked_and_refused_by_name(
+    action: str, args: dict[str, Any], fragment: str
+) -> None:
+    # checked before anything of the daemon is touched, without python's asserts (-O)
+    from types import SimpleNamespace
+
+    from cmamd.control import actions
+
+    hub = SimpleNamespace(daemon=SimpleNamespace(config=SimpleNamespace(groups=[])))
+    with pytest.raises(ControlError) as refused:
+        await actions.run(hub, Request(action, args))  # type: ignore[arg-type]
+    assert refused.value.code is ErrorCode.BAD_REQUEST
+    assert fragment in refused.value.message
+
+
 def test_a_request_round_trips_and_replies_decode() -> None:
     request = Request("pause", {"target": "f1"}, 7)
     assert decode_request(encode_request(request)) == request

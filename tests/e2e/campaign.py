@@ -8,6 +8,7 @@ what each follower must hold, and counts every difference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -177,18 +178,9 @@ def _check_position(
     tally: Tally, rule: FollowerRule, hand: HandActions, master: Position, copies: list[Position]
 ) -> None:
     key = f"p{master.position_id}"
-    if (rule.account_id, master.position_id) in hand.closed:
-        if copies:
-            tally.duplicates += len(copies)
-            tally.details.append(f"{rule.name}: {key} closed by hand, copied again: {copies}")
+    by_hand = (rule.account_id, master.position_id) in hand.closed
+    if not _count_copies(tally, f"{rule.name}: {key}", copies, "closed" if by_hand else None):
         return
-    if not copies:
-        tally.missed += 1
-        tally.details.append(f"{rule.name}: {key} not copied")
-        return
-    if len(copies) > 1:
-        tally.duplicates += len(copies) - 1
-        tally.details.append(f"{rule.name}: {key} copied {len(copies)} times: {copies}")
     volume = sum(c.volume for c in copies)
     if volume != master.volume * rule.multiplier or any(c.side is not master.side for c in copies):
         tally.wrong_volumes += 1
@@ -214,18 +206,9 @@ def _check_order(
     copies: list[PendingOrder],
 ) -> None:
     key = f"o{master.order_id}"
-    if (rule.account_id, master.order_id) in hand.cancelled:
-        if copies:
-            tally.duplicates += len(copies)
-            tally.details.append(f"{rule.name}: {key} cancelled by hand, placed again")
+    by_hand = (rule.account_id, master.order_id) in hand.cancelled
+    if not _count_copies(tally, f"{rule.name}: {key}", copies, "cancelled" if by_hand else None):
         return
-    if not copies:
-        tally.missed += 1
-        tally.details.append(f"{rule.name}: {key} not copied")
-        return
-    if len(copies) > 1:
-        tally.duplicates += len(copies) - 1
-        tally.details.append(f"{rule.name}: {key} placed {len(copies)} times")
     for copy in copies[:1]:
         price = copy.limit_price if copy.limit_price is not None else copy.stop_price
         want = master.limit_price if master.limit_price is not None else master.stop_price
@@ -235,6 +218,26 @@ def _check_order(
                 f"{rule.name}: {key} copy {copy.volume} at {price}, due "
                 f"{master.volume * rule.multiplier} at {want}"
             )
+
+
+def _count_copies(
+    tally: Tally, item: str, copies: Sequence[object], ended_by_hand: str | None
+) -> bool:
+    """Tally missing and extra copies of one master item; True when its copies are to be
+    compared with it. A copy ended by hand (``ended_by_hand``: how) must not come back."""
+    if ended_by_hand is not None:
+        if copies:
+            tally.duplicates += len(copies)
+            tally.details.append(f"{item} {ended_by_hand} by hand, copied again: {copies}")
+        return False
+    if not copies:
+        tally.missed += 1
+        tally.details.append(f"{item} not copied")
+        return False
+    if len(copies) > 1:
+        tally.duplicates += len(copies) - 1
+        tally.details.append(f"{item} copied {len(copies)} times: {copies}")
+    return True
 
 
 def _same(a: float | None, b: float | None) -> bool:

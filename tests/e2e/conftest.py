@@ -6,15 +6,23 @@ from typing import Any
 
 import pytest
 
+from cmamd.daemon.timing import DaemonTiming
 from cmamd.demo.master import MasterTrader
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimConfig, SimServer
 
-from .kit import InProcessDaemon, daemon_config, write_yaml
+from .kit import InProcessDaemon, WorldClock, connect_master, daemon_config, write_yaml
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[SimServer]:
-    async with SimServer(SimConfig.default()) as server:
+def world_clock() -> WorldClock:
+    """The wall clock of the simulator and of the daemons the ``daemons`` fixture makes."""
+    return WorldClock()
+
+
+@pytest.fixture
+async def sim(world_clock: WorldClock) -> AsyncIterator[SimServer]:
+    async with SimServer(SimConfig.default(), clock=world_clock) as server:
         yield server
 
 
@@ -39,30 +47,29 @@ def make_config(sim: SimServer, tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-async def daemons() -> AsyncIterator[Callable[..., InProcessDaemon]]:
+async def daemons(world_clock: WorldClock) -> AsyncIterator[Callable[..., InProcessDaemon]]:
     """Factory of in-process daemons, all stopped at teardown."""
     started: list[InProcessDaemon] = []
 
-    def make(config: Path, environ: dict[str, str] | None = None) -> InProcessDaemon:
-        daemon = InProcessDaemon(config, environ or {})
+    def make(
+        config: Path,
+        environ: dict[str, str] | None = None,
+        timing: DaemonTiming | None = None,
+        tuning: ReplicationTuning | None = None,
+    ) -> InProcessDaemon:
+        daemon = InProcessDaemon(
+            config,
+            environ or {},
+            world_clock,
+            timing or DaemonTiming(),
+            tuning or ReplicationTuning(),
+        )
         started.append(daemon)
         return daemon
 
     yield make
     for daemon in started:
         await daemon.stop()
-
-
-async def connect_master(sim: SimServer, name: str = "master") -> MasterTrader:
-    described = sim.describe()
-    account = next(a for a in described["accounts"] if a["name"] == name)
-    return await MasterTrader.connect(
-        sim.url,
-        described["client_id"],
-        described["client_secret"],
-        account["account_id"],
-        account["access_token"],
-    )
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,9 @@ from cmamd.control import command
 from cmamd.replication.labels import parse_label
 from cmamd.sim import SimServer
 
-from .kit import InProcessDaemon
-
-MakeConfig = Callable[..., Path]
-Daemons = Callable[..., InProcessDaemon]
+from .kit import Daemons as Daemons
+from .kit import MakeConfig as MakeConfig
+from .kit import started as started
 
 
 @pytest.fixture
@@ -79,15 +78,19 @@ def destination(doc: dict[str, Any], follower: str, rule_name: str = "main") -> 
     )
 
 
-def copies(sim: SimServer, follower: int, master: int) -> list[Any]:
+def _copies_by_key(sim: SimServer, follower: int, master: int) -> list[tuple[str, Any]]:
+    """(master item key, position) of each of the follower's copies of ``master``."""
     return [
-        p
+        (parsed[1], p)
         for p in sim.broker.positions(follower)
         if (parsed := parse_label(p.label)) is not None and parsed[0] == master
     ]
 
 
-async def started(daemons: Daemons, config: Path) -> InProcessDaemon:
-    daemon = daemons(config)
-    await daemon.start()
-    return daemon
+def copies(sim: SimServer, follower: int, master: int) -> list[Any]:
+    return [p for _, p in _copies_by_key(sim, follower, master)]
+
+
+def copied_keys(sim: SimServer, follower: int, master: int) -> list[str]:
+    """The master item keys (``p<id>``) of the follower's copies of ``master``."""
+    return [key for key, _ in _copies_by_key(sim, follower, master)]

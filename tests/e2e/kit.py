@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from polling import reached, wait_until
+from polling import first_value, reached, wait_until
 
+from cmamd.daemon.launch import open_daemon
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
+from cmamd.daemon.timing import DaemonTiming
 from cmamd.demo.config import sim_daemon_config
+from cmamd.demo.master import MasterTrader
+from cmamd.protocol.proto import messages_pb2
+from cmamd.replication.tuning import ReplicationTuning
 from cmamd.sim import SimServer
 from cmamd.sim.snapshots import Position
 
@@ -76,16 +81,19 @@ class NotifySocket:
                 return self.messages
 
     async def wait_for(self, predicate: Callable[[str], bool], timeout: float = 15.0) -> str:
-        deadline = time.monotonic() + timeout
         seen = 0
-        while time.monotonic() < deadline:
+
+        def match() -> str | None:
+            nonlocal seen
             self.drain()
-            for message in self.messages[seen:]:
-                if predicate(message):
-                    return message
+            found = next((m for m in self.messages[seen:] if predicate(m)), None)
             seen = len(self.messages)
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no matching notification; got {self.messages}")
+            return found
+
+        message = await first_value(match, timeout, 0.02)
+        if message is None:
+            raise AssertionError(f"no matching notification; got {self.messages}")
+        return message
 
     def close(self) -> None:
         self.sock.close()
@@ -123,6 +131,11 @@ class DaemonProcess:
         self.log.close()
         return self.proc.returncode
 
+    async def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM, as systemd stops the service; the exit code once it exited."""
+        self.signal(signal.SIGTERM)
+        return await self.wait(timeout)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -140,18 +153,44 @@ class DaemonProcess:
         return events
 
 
+FAST_LOOP = DaemonTiming(status_interval_s=0.05, pnl_interval_s=0.05)
+"""Equity and equity stops looked at every 50 ms instead of every few seconds."""
+
+
+class WorldClock:
+    """Wall time a test moves forward: the simulator and the daemon both read it, so a
+    master trade is made older than a delay without waiting for the delay to pass."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset_s
+
+    def advance(self, seconds: float) -> None:
+        self.offset_s += seconds
+
+
 @dataclass
 class InProcessDaemon:
     """The daemon on the test's own event loop: fast, and its objects can be inspected."""
 
     config: Path
     environ: dict[str, str] = field(default_factory=dict)
+    wall_clock: Callable[[], float] = time.time
+    timing: DaemonTiming = field(default_factory=DaemonTiming)
+    tuning: ReplicationTuning = field(default_factory=ReplicationTuning)
     daemon: Daemon | None = None
     task: asyncio.Task[int] | None = None
 
     async def start(self, timeout: float = 20.0) -> Daemon:
-        self.daemon = Daemon(
-            self.config, environ=self.environ, notifier=SystemdNotifier(env=self.environ)
+        self.daemon = open_daemon(
+            self.config,
+            environ=self.environ,
+            notifier=SystemdNotifier(env=self.environ),
+            wall_clock=self.wall_clock,
+            timing=self.timing,
+            tuning=self.tuning,
         )
         self.task = asyncio.create_task(self.daemon.run())
         started = asyncio.create_task(self.daemon.started.wait())
@@ -186,3 +225,35 @@ def positions_by_label(sim: SimServer, account_id: int) -> dict[str, list[Positi
     for position in sim.broker.positions(account_id):
         result.setdefault(position.label, []).append(position)
     return result
+
+
+MakeConfig = Callable[..., Path]
+Daemons = Callable[..., InProcessDaemon]
+
+
+async def started(daemons: Daemons, config: Path) -> InProcessDaemon:
+    daemon = daemons(config)
+    await daemon.start()
+    return daemon
+
+
+async def connect_master(sim: SimServer, name: str = "master") -> MasterTrader:
+    described = sim.describe()
+    account = next(a for a in described["accounts"] if a["name"] == name)
+    return await MasterTrader.connect(
+        sim.url,
+        described["client_id"],
+        described["client_secret"],
+        account["account_id"],
+        account["access_token"],
+    )
+
+
+def new_order_requests(sim: SimServer, account_id: int, since: int = 0) -> list[Any]:
+    """The new-order requests the simulator received for ``account_id`` (from record ``since``)."""
+    return [
+        r
+        for r in sim.record[since:]
+        if isinstance(r.message, messages_pb2.ProtoOANewOrderReq)
+        and r.message.ctidTraderAccountId == account_id
+    ]

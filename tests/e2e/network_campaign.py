@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from polling import reached
 
 from cmamd.protocol.codec import payload_type_of
 from cmamd.protocol.errors import OrderError
@@ -147,32 +149,40 @@ def expected_items(sim: SimServer, master: int) -> tuple[dict[str, Any], dict[st
 def follower_mismatches(sim: SimServer, master: int, follower: int) -> list[str]:
     """Differences between what the follower holds and what 1:1 copying prescribes."""
     want_positions, want_orders = expected_items(sim, master)
+    return _copy_mismatches(
+        "position", want_positions, sim.broker.positions(follower), _position_differs
+    ) + _copy_mismatches("order", want_orders, sim.broker.orders(follower), _order_differs)
+
+
+def _position_differs(copy: Any, wanted: Any) -> str | None:
+    if (copy.volume, copy.side) == (wanted.volume, wanted.side):
+        return None
+    return f"{copy.side.value} {copy.volume}, master {wanted.side.value} {wanted.volume}"
+
+
+def _order_differs(copy: Any, wanted: Any) -> str | None:
+    return None if copy.volume == wanted.volume else f"{copy.volume}, master {wanted.volume}"
+
+
+def _copy_mismatches(
+    kind: str,
+    wanted: dict[str, Any],
+    held: list[Any],
+    differs: Callable[[Any, Any], str | None],
+) -> list[str]:
+    """One line per label whose copies are not exactly one copy equal to the master's item."""
+    by_label: dict[str, list[Any]] = {}
+    for item in held:
+        by_label.setdefault(item.label, []).append(item)
     problems = []
-    held: dict[str, list[Any]] = {}
-    for position in sim.broker.positions(follower):
-        held.setdefault(position.label, []).append(position)
-    for key in sorted(set(want_positions) | set(held)):
-        copies, wanted = held.get(key, []), want_positions.get(key)
-        if wanted is None:
-            problems.append(f"position {key}: {len(copies)} copies of a closed master item")
+    for key in sorted(set(wanted) | set(by_label)):
+        copies, master_item = by_label.get(key, []), wanted.get(key)
+        if master_item is None:
+            problems.append(f"{kind} {key}: {len(copies)} copies of a master {kind} gone")
         elif len(copies) != 1:
-            problems.append(f"position {key}: {len(copies)} copies")
-        elif (copies[0].volume, copies[0].side) != (wanted.volume, wanted.side):
-            problems.append(
-                f"position {key}: {copies[0].side.value} {copies[0].volume}, "
-                f"master {wanted.side.value} {wanted.volume}"
-            )
-    resting: dict[str, list[Any]] = {}
-    for order in sim.broker.orders(follower):
-        resting.setdefault(order.label, []).append(order)
-    for key in sorted(set(want_orders) | set(resting)):
-        copies, wanted_order = resting.get(key, []), want_orders.get(key)
-        if wanted_order is None:
-            problems.append(f"order {key}: {len(copies)} copies of a gone master order")
-        elif len(copies) != 1:
-            problems.append(f"order {key}: {len(copies)} copies")
-        elif copies[0].volume != wanted_order.volume:
-            problems.append(f"order {key}: {copies[0].volume}, master {wanted_order.volume}")
+            problems.append(f"{kind} {key}: {len(copies)} copies")
+        elif (difference := differs(copies[0], master_item)) is not None:
+            problems.append(f"{kind} {key}: {difference}")
     return problems
 
 
@@ -184,11 +194,13 @@ def worst_window(sim: SimServer) -> int:
 async def converge(
     sim: SimServer, master: int, followers: dict[str, int], timeout: float
 ) -> dict[str, list[str]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        problems = {
-            name: follower_mismatches(sim, master, account) for name, account in followers.items()
-        }
-        if not any(problems.values()) or time.monotonic() > deadline:
-            return problems
-        await asyncio.sleep(0.1)
+    problems: dict[str, list[str]] = {}
+
+    def converged() -> bool:
+        problems.update(
+            (name, follower_mismatches(sim, master, account)) for name, account in followers.items()
+        )
+        return not any(problems.values())
+
+    await reached(converged, timeout, 0.1)
+    return problems

@@ -38,8 +38,7 @@ from .campaign import (
     transient_duplicates,
     verdict,
 )
-from .conftest import connect_master
-from .kit import DaemonProcess, eventually
+from .kit import DaemonProcess, connect_master, eventually
 
 READY = '"event": "ready"'
 LOT = 100_000  # EURUSD/GBPUSD/USDJPY minimum and step (0.01 lot)
@@ -319,8 +318,7 @@ async def test_kill_campaign_converges_without_duplicates_orphans_or_misses(
         with capsys.disabled():
             print(f"\n{line} ({time.monotonic() - started:.0f} s; {done})")
         assert tally.clean, "\n".join([line, *tally.details])
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
         await observer.close()

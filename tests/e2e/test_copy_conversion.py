@@ -9,9 +9,8 @@ JPY/EUR pair and converts JPY -> USD -> EUR through USDJPY.m and EURUSD.m.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +21,8 @@ from cmamd.replication.labels import label
 from cmamd.sim import SimConfig, SimServer
 from cmamd.sim.defaults import default_config_data
 
-from .kit import InProcessDaemon, eventually
+from .kit import Daemons, InProcessDaemon, MakeConfig, eventually
 
-MakeConfig = Callable[..., Path]
-Daemons = Callable[..., InProcessDaemon]
 EURO_FOLLOWER = "follower-suffix-eur"
 
 

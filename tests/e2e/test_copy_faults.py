@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,28 +12,21 @@ from typing import Any
 import pytest
 import yaml
 
+from cmamd.accounts.timing import SessionTiming
 from cmamd.connection.errors import SendTimeout
+from cmamd.daemon.timing import DaemonTiming
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import client_order_id, label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.sim import SimConfig, SimServer
 from cmamd.state.store import StateStore
 
-from .kit import DaemonProcess, eventually
+from .kit import DaemonProcess, eventually, new_order_requests
 
 NEW_ORDER = 2106
 READY = '"event": "ready"'
 RULES = [{"name": "r", "source": "master", "destinations": [{"account": "follower-hedged"}]}]
 ACCOUNTS = ["master", "follower-hedged"]
-
-
-def follower_orders(sim: SimServer, follower: int, since: int = 0) -> list[Any]:
-    return [
-        r
-        for r in sim.record[since:]
-        if isinstance(r.message, pb.ProtoOANewOrderReq)
-        and r.message.ctidTraderAccountId == follower
-    ]
 
 
 async def test_unanswered_order_is_settled_by_reconcile_not_resent(
@@ -50,7 +42,7 @@ async def test_unanswered_order_is_settled_by_reconcile_not_resent(
     assert [(c.volume, c.label) for c in copies] == [
         (1_000_000, label(ids["master"], f"p{position}"))
     ]
-    assert len(follower_orders(sim, ids["follower-hedged"])) == 1
+    assert len(new_order_requests(sim, ids["follower-hedged"])) == 1
     outcomes = [e.outcome for e in daemon.daemon.store.journal(ids["follower-hedged"])]
     assert outcomes == ["resolved"]
     sim.close_position(ids["master"], position)
@@ -66,7 +58,7 @@ async def test_link_dropped_mid_copy_reconnects_reauthorises_and_does_not_duplic
     connections_before = len(sim.connections)
     sim.delay_responses(1.0, {NEW_ORDER})
     position = sim.place_market_order(ids["master"], "GBPUSD", "sell", 500_000)
-    await eventually(lambda: follower_orders(sim, ids["follower-hedged"]), 5, "copy sent")
+    await eventually(lambda: new_order_requests(sim, ids["follower-hedged"]), 5, "copy sent")
     assert sim.drop_connections() >= 1
     sim.delay_responses(0)
     await eventually(lambda: len(sim.connections) > connections_before, 10, "reconnected")
@@ -74,7 +66,7 @@ async def test_link_dropped_mid_copy_reconnects_reauthorises_and_does_not_duplic
     await daemon.settle()
     copies = sim.broker.positions(ids["follower-hedged"])
     assert [(c.side.value, c.volume) for c in copies] == [("sell", 500_000)]
-    assert len(follower_orders(sim, ids["follower-hedged"])) == 1
+    assert len(new_order_requests(sim, ids["follower-hedged"])) == 1
     reauth = [r.message for r in sim.record if isinstance(r.message, pb.ProtoOAAccountAuthReq)]
     assert {r.ctidTraderAccountId for r in reauth[-2:]} == {
         ids["master"],
@@ -138,7 +130,7 @@ async def test_crash_after_send_before_fill_adopts_the_copy_on_restart(
         await eventually(lambda: READY in daemon.log_text(), 15, "ready")
         sim.swallow_next(1, {NEW_ORDER})
         position = sim.place_market_order(ids["master"], "XAUUSD", "buy", 500)
-        await eventually(lambda: follower_orders(sim, ids["follower-hedged"]), 10, "copy sent")
+        await eventually(lambda: new_order_requests(sim, ids["follower-hedged"]), 10, "copy sent")
         daemon.kill()  # the order is filled at the broker; the daemon never saw the answer
         mark = len(sim.record)
         daemon.start()
@@ -148,14 +140,13 @@ async def test_crash_after_send_before_fill_adopts_the_copy_on_restart(
         assert [(c.volume, c.label) for c in copies] == [
             (500, label(ids["master"], f"p{position}"))
         ]
-        assert follower_orders(sim, ids["follower-hedged"], since=mark) == []
+        assert new_order_requests(sim, ids["follower-hedged"], since=mark) == []
         assert "settled by reconcile" in daemon.log_text()
         sim.close_position(ids["master"], position)
         await eventually(
             lambda: not sim.broker.positions(ids["follower-hedged"]), 10, "copy closed"
         )
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
 
@@ -206,8 +197,7 @@ async def test_repeated_kill_9_during_trading_converges_without_duplicates(
             return True
 
         await eventually(converged, 15, "followers converge on the master")
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
 
@@ -248,7 +238,7 @@ async def test_an_account_dropped_without_notice_is_reauthorised_and_the_copy_ma
     await daemon.settle()
     (copy,) = sim.broker.positions(ids["follower-hedged"])
     assert (copy.volume, copy.label) == (300_000, label(ids["master"], f"p{position}"))
-    sent = follower_orders(sim, ids["follower-hedged"])
+    sent = new_order_requests(sim, ids["follower-hedged"])
     assert len(sent) == 2, "refused once (not executed), then sent once after re-auth"
     assert daemon.daemon.replicator.stats.rejected == 0
     link = daemon.daemon.store.get_link("r", ids["master"], ids["follower-hedged"], f"p{position}")
@@ -256,20 +246,20 @@ async def test_an_account_dropped_without_notice_is_reauthorised_and_the_copy_ma
 
 
 async def test_tokens_are_rotated_before_they_expire_and_copying_goes_on(
-    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
 ) -> None:
     ttl_ms = 2_628_000 * 1000  # the simulator's token lifetime
-    monkeypatch.setattr(
-        "cmamd.accounts.token_keeper.REFRESH_MARGIN_MS", ttl_ms - 1500
-    )  # due 1.5 s in
-    monkeypatch.setattr("cmamd.accounts.token_keeper.REFRESH_MARGIN_FRACTION", 1.0)
-    monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
+    session = SessionTiming(
+        refresh_margin_ms=ttl_ms - 1500,  # due 1.5 s in
+        refresh_margin_fraction=1.0,
+        token_timer_min_s=0.1,
+    )
     config = make_config(ACCOUNTS, RULES)
     data = yaml.safe_load(config.read_text())
     for account in data["accounts"]:
         del account["access_token"]  # a refresh token alone: rotated at start
     config.write_text(yaml.safe_dump(data))
-    daemon = daemons(config)
+    daemon = daemons(config, timing=DaemonTiming(session=session))
     await daemon.start()
 
     def refreshes() -> int:
@@ -311,7 +301,7 @@ async def test_an_order_never_sent_while_the_link_is_down_is_planned_again_once_
     await eventually(lambda: not sessions["follower-hedged"].connection.is_ready, 5, "link down")
     position = sim.place_market_order(ids["master"], "EURUSD", "buy", 400_000)
     await eventually(lambda: daemon.daemon.replicator.stats.deferred == 1, 10, "not sent")
-    assert follower_orders(sim, follower) == [] and sim.broker.positions(follower) == []
+    assert new_order_requests(sim, follower) == [] and sim.broker.positions(follower) == []
 
     sim.maintenance(None)
     await eventually(lambda: sim.broker.positions(follower) != [], 20, "copied once back")
@@ -320,7 +310,7 @@ async def test_an_order_never_sent_while_the_link_is_down_is_planned_again_once_
     assert [(c.volume, c.label) for c in copies] == [
         (400_000, label(ids["master"], f"p{position}"))
     ]
-    assert len(follower_orders(sim, follower)) == 1
+    assert len(new_order_requests(sim, follower)) == 1
     failures = [
         r for r in caplog.records if r.name.startswith("cmamd") and r.levelno >= logging.ERROR
     ]
@@ -355,7 +345,7 @@ async def test_an_order_not_sent_while_the_link_stays_up_is_planned_again(
     assert [(c.volume, c.label) for c in copies] == [
         (200_000, label(ids["master"], f"p{position}"))
     ]
-    assert len(refused) == 1 and len(follower_orders(sim, follower)) == 1
+    assert len(refused) == 1 and len(new_order_requests(sim, follower)) == 1
     assert daemon.daemon.replicator.stats.deferred == 1
 
 
@@ -369,15 +359,14 @@ class TestShortTokenLifetime:
             yield server
 
     async def test_a_short_lived_token_is_rotated_at_a_fraction_of_its_life_not_in_a_burst(
-        self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, monkeypatch: Any
+        self, sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any
     ) -> None:
-        monkeypatch.setattr("cmamd.accounts.session.TOKEN_TIMER_MIN_S", 0.1)
         config = make_config(ACCOUNTS, RULES)
         data = yaml.safe_load(config.read_text())
         for account in data["accounts"]:
             del account["access_token"]  # a refresh token alone: rotated at start
         config.write_text(yaml.safe_dump(data))
-        daemon = daemons(config)
+        daemon = daemons(config, timing=DaemonTiming(session=SessionTiming(token_timer_min_s=0.1)))
         await daemon.start()
 
         def refreshes() -> list[float]:

@@ -5,37 +5,24 @@ its own client, and each test has a control destination or a recorded decision s
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import functools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from cmamd.accounts.model import OrderKind, Side
-from cmamd.daemon import supervisor
 from cmamd.demo.master import MasterTrader
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer
 
-from .kit import InProcessDaemon, eventually
-
-MakeConfig = Callable[..., Path]
-Daemons = Callable[..., InProcessDaemon]
+from .kit import FAST_LOOP, Daemons, InProcessDaemon, MakeConfig, WorldClock, eventually, started
 
 
 def rules(
     *destinations: dict[str, Any], name: str = "main", source: str = "master"
 ) -> list[dict[str, Any]]:
     return [{"name": name, "source": source, "destinations": list(destinations)}]
-
-
-async def started(daemons: Daemons, config: Path) -> InProcessDaemon:
-    daemon = daemons(config)
-    await daemon.start()
-    return daemon
 
 
 def held(sim: SimServer, account_id: int) -> list[tuple[int, str, int, float | None, float | None]]:
@@ -167,6 +154,7 @@ async def test_copy_existing_copies_a_position_older_than_the_first_start(
     master: MasterTrader,
     make_config: MakeConfig,
     daemons: Daemons,
+    world_clock: WorldClock,
 ) -> None:
     hedged, netted = ids["follower-hedged"], ids["follower-netted"]
     config = make_config(
@@ -177,7 +165,7 @@ async def test_copy_existing_copies_a_position_older_than_the_first_start(
         ),
     )
     existing = await master.market("EURUSD", Side.BUY, "0.20")
-    await asyncio.sleep(1.2)  # older than max_delay_s by the time the daemon first starts
+    world_clock.advance(1.2)  # older than max_delay_s by the time the daemon first starts
     daemon = await started(daemons, config)
     await daemon.settle()
     assert [p.volume for p in copies_of(sim, hedged, ids["master"], f"p{existing}")] == [2_000_000]
@@ -356,10 +344,8 @@ async def test_equity_stop_closes_the_copies_freezes_the_destination_and_survive
     master: MasterTrader,
     make_config: MakeConfig,
     daemons: Daemons,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(supervisor, "STATUS_INTERVAL_S", 0.05)
-    monkeypatch.setattr(supervisor, "PNL_INTERVAL_S", 0.05)
+    daemons = functools.partial(daemons, timing=FAST_LOOP)
     hedged, netted = ids["follower-hedged"], ids["follower-netted"]
     config = make_config(
         ["master", "follower-hedged", "follower-netted"],
@@ -548,10 +534,8 @@ async def test_equity_stop_holds_when_equity_recovers_and_only_its_own_block_rea
     master: MasterTrader,
     make_config: MakeConfig,
     daemons: Daemons,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(supervisor, "STATUS_INTERVAL_S", 0.05)
-    monkeypatch.setattr(supervisor, "PNL_INTERVAL_S", 0.05)
+    daemons = functools.partial(daemons, timing=FAST_LOOP)
     hedged = ids["follower-hedged"]
 
     def config(name: str, **extra: Any) -> Path:

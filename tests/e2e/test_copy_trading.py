@@ -3,7 +3,6 @@ prescribes. Everything runs over real sockets against the simulator."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,11 +10,10 @@ from typing import Any
 
 from cmamd.accounts.model import OrderKind, Side
 from cmamd.demo.master import MasterTrader
-from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.replication.labels import label
 from cmamd.sim import SimServer, snapshots
 
-from .kit import InProcessDaemon, eventually
+from .kit import InProcessDaemon, WorldClock, eventually, new_order_requests
 
 FOLLOWERS = ["follower-hedged", "follower-suffix", "follower-netted"]
 RULES = [
@@ -240,12 +238,7 @@ async def test_rejected_follower_order_is_logged_and_not_retried(
     second = await master.market("EURUSD", Side.BUY, "0.20")
     await daemon.settle()
     assert held(sim, ids["follower-hedged"]) == [("EURUSD", "buy", 2_000_000, None, None)]
-    sent = [
-        r
-        for r in sim.record
-        if isinstance(r.message, pb.ProtoOANewOrderReq)
-        and r.message.ctidTraderAccountId == ids["follower-hedged"]
-    ]
+    sent = new_order_requests(sim, ids["follower-hedged"])
     assert len(sent) == 2, "the rejected copy is not sent again"
     assert daemon.daemon is not None and daemon.daemon.store is not None
     store = daemon.daemon.store
@@ -295,7 +288,12 @@ async def test_filters_skip_once_and_unmapped_symbols_are_never_guessed(
 
 
 async def test_daemon_start_reconciles_what_happened_while_it_was_away(
-    sim: SimServer, ids: dict[str, int], master: MasterTrader, make_config: Any, daemons: Any
+    sim: SimServer,
+    ids: dict[str, int],
+    master: MasterTrader,
+    make_config: Any,
+    daemons: Any,
+    world_clock: WorldClock,
 ) -> None:
     rules = [
         {
@@ -316,7 +314,7 @@ async def test_daemon_start_reconciles_what_happened_while_it_was_away(
     await master.close(closed, master.volume("GBPUSD", "0.10"))  # closed while away
     await master.close(kept, master.volume("EURUSD", "0.04"))  # reduced while away
     stale = await master.market("USDJPY", Side.SELL, "0.10")  # opened while away...
-    await asyncio.sleep(1.2)  # ...and now too old to copy
+    world_clock.advance(1.2)  # ...and now too old to copy
     second = daemons(config)
     await second.start()
     await second.settle()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -18,12 +17,13 @@ import yaml
 from cmamd.accounts.model import Side
 from cmamd.demo.master import MasterTrader
 from cmamd.protocol.proto import messages_pb2 as pb
-from cmamd.replication.labels import label, parse_label
+from cmamd.replication.labels import parse_label
 from cmamd.sim import SimServer
 
 from .ctl_kit import (
     Daemons,
     MakeConfig,
+    copied_keys,
     copies,
     ctl,
     destination,
@@ -33,7 +33,7 @@ from .ctl_kit import (
     started,
     status,
 )
-from .kit import ROOT, DaemonProcess, eventually
+from .kit import ROOT, DaemonProcess, WorldClock, eventually, new_order_requests
 
 __all__ = ["socket_dir"]  # the fixture, used by name
 NEW_ORDER, CLOSE_POSITION = "ProtoOANewOrderReq", "ProtoOAClosePositionReq"
@@ -47,6 +47,7 @@ async def test_status_names_every_account_and_counts_copies_with_latency(
     make_config: MakeConfig,
     daemons: Daemons,
     socket_dir: Path,
+    world_clock: WorldClock,
 ) -> None:
     config = operated(
         make_config, socket_dir, ["master", "follower-hedged"], [rule("follower-hedged")]
@@ -54,7 +55,9 @@ async def test_status_names_every_account_and_counts_copies_with_latency(
     daemon = await started(daemons, config)
     await master.market("EURUSD", Side.BUY, "0.10")
     await daemon.settle()
+    world_clock.advance(3600)  # the status is dated by the daemon's clock
     doc = await status(socket_dir)
+    assert abs(doc["daemon"]["time_ms"] - world_clock() * 1000) < 60_000
     accounts = {a["name"]: a for a in doc["accounts"]}
     assert set(accounts) == {"master", "follower-hedged"}
     follower = accounts["follower-hedged"]
@@ -101,9 +104,7 @@ async def test_pause_stops_opening_but_follows_closes_and_survives_a_restart(
     assert (code, out) == (0, "follower-hedged: paused\n")
     paused = await master.market("GBPUSD", Side.SELL, "0.10")
     await first.settle()
-    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
-        label(ids["master"], f"p{before}")
-    ]
+    assert copied_keys(sim, hedged, ids["master"]) == [f"p{before}"]
     assert len(copies(sim, netted, ids["master"])) == 2, "the other follower still copies"
     assert destination(await status(socket_dir), "follower-hedged")["mode_source"] == "ctl pause"
 
@@ -124,9 +125,7 @@ async def test_pause_stops_opening_but_follows_closes_and_survives_a_restart(
     assert (dest["mode"], dest["mode_source"]) == ("on", "yaml")
     after = await master.market("USDJPY", Side.BUY, "0.10")
     await second.settle()
-    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
-        label(ids["master"], f"p{after}")
-    ]
+    assert copied_keys(sim, hedged, ids["master"]) == [f"p{after}"]
 
 
 async def test_pause_a_rule_and_mode_override_persist_and_show_their_source(
@@ -211,12 +210,7 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
         await master.market(symbol, Side.SELL, "0.10")
 
     def opens_queued() -> bool:
-        sent = [
-            r
-            for r in sim.record[before:]
-            if isinstance(r.message, pb.ProtoOANewOrderReq)
-            and r.message.ctidTraderAccountId == hedged
-        ]
+        sent = new_order_requests(sim, hedged, since=before)
         return len(store.open_intents()) == 2 and not sent
 
     await eventually(opens_queued, 10, "two copies' opens journaled and waiting for the budget")
@@ -263,9 +257,7 @@ async def test_flatten_all_closes_before_queued_opens_and_stays_frozen_across_a_
     assert code == 0
     later = await master.market("GBPUSD", Side.BUY, "0.10")
     await again.settle()
-    assert [p.label for p in copies(sim, hedged, ids["master"])] == [
-        label(ids["master"], f"p{later}")
-    ]
+    assert copied_keys(sim, hedged, ids["master"]) == [f"p{later}"]
 
 
 async def test_flatten_asks_for_confirmation_and_does_nothing_without_it(
@@ -504,8 +496,7 @@ async def test_a_daemon_process_serves_ctl_in_its_runtime_directory(
         assert code == 2 and "invalid choice" in err
         code, out, _ = await run_ctl("pause", "follower-hedged")
         assert (code, out) == (0, "follower-hedged: paused\n")
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
     assert not path.exists()

@@ -3,6 +3,7 @@ executable; a sink that hangs or fails does not slow the copies down."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -13,14 +14,13 @@ import yaml
 
 from cmamd.accounts.model import Side
 from cmamd.alerts import bus, dispatcher
-from cmamd.daemon import supervisor
 from cmamd.demo.master import MasterTrader
 from cmamd.replication.executor import CopyReport
 from cmamd.sim import SimServer
 
 from .ctl_kit import Daemons, MakeConfig, copies, operated, rule, socket_dir, started
 from .http_fakes import FakeHttp
-from .kit import eventually
+from .kit import FAST_LOOP, eventually
 
 __all__ = ["socket_dir"]  # the fixture, used by name
 
@@ -168,10 +168,8 @@ async def test_an_equity_stop_is_alerted_once(
     make_config: MakeConfig,
     daemons: Daemons,
     socket_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(supervisor, "STATUS_INTERVAL_S", 0.05)
-    monkeypatch.setattr(supervisor, "PNL_INTERVAL_S", 0.05)
+    daemons = functools.partial(daemons, timing=FAST_LOOP)
     with FakeHttp() as hook:
         config = operated(
             make_config,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
+from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from cmamd.accounts.model import Side
@@ -17,13 +17,6 @@ from cmamd.sim import SimServer
 from .ctl_kit import Daemons, MakeConfig, destination, operated, rule, socket_dir, started, status
 
 __all__ = ["socket_dir"]  # the fixture, used by name
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from polling import wait_until
 
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.sim import SimServer
@@ -85,9 +86,12 @@ async def test_ready_status_watchdog_and_graceful_stop(
         assert reconciled == {ids["master"], ids["follower-hedged"], ids["follower-suffix"]}
         status = await notify.wait_for(lambda m: m.startswith("STATUS="))
         assert "accounts 3/3 ready" in status and "queue 0" in status
-        await asyncio.sleep(1.0)
-        pings = [m for m in notify.drain() if m == "WATCHDOG=1"]
-        assert len(pings) >= 3, "pinged at half of WATCHDOG_USEC (0.2 s)"
+        await wait_until(
+            lambda: notify.drain().count("WATCHDOG=1") >= 3,
+            2.0,
+            0.02,
+            what="pinged at half of WATCHDOG_USEC (0.2 s)",
+        )
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait() == 0
         assert "STOPPING=1" in notify.drain()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from polling import wait_until
 
 from cmamd.daemon import reload_status
 from cmamd.sim import SimServer
@@ -35,13 +36,15 @@ async def sighup(daemon: InProcessDaemon, state_dir: Path, timeout: float = 20) 
     before = reload_status.read(state_dir)
     assert daemon.daemon is not None
     daemon.daemon._signals.put_nowait(signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def outcome() -> Any:
         status = reload_status.read(state_dir)
         if status is not None and (before is None or status.seq > before.seq):
             return status
-        await asyncio.sleep(0.05)
-    raise AssertionError("no reload outcome")
+        return None
+
+    await wait_until(outcome, timeout, 0.05, what="the reload's outcome")
+    return outcome()
 
 
 async def test_no_server_at_start_still_gets_ready_naming_the_accounts(
@@ -124,17 +127,20 @@ async def test_a_failing_store_write_is_reported_and_the_copy_made_once_it_works
     started = await daemon.start()
     assert started.store is not None
     disk_full = {"on": True}
+    refused_writes = [0]
     record_intent = started.store.record_intent
 
     def failing(*args: Any, **kw: Any) -> Any:
         if disk_full["on"]:
+            refused_writes[0] += 1
             raise sqlite3.OperationalError("database or disk is full")
         return record_intent(*args, **kw)
 
     started.store.record_intent = failing
     sim.place_market_order(ids["master"], "EURUSD", "buy", 300_000)
     await eventually(lambda: "STATE STORE FAULT" in started.status_line(), 10, "fault shown")
-    await asyncio.sleep(1.5)
+    # planned again after its pause, and refused again: still nothing sent
+    await eventually(lambda: refused_writes[0] >= 2, 10, "a second attempt")
     assert sim.broker.positions(ids["follower-hedged"]) == []
     disk_full["on"] = False
     await eventually(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,12 @@ from cmamd.replication.labels import label
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.sim import SimServer
 
-from .kit import DaemonProcess, eventually, write_yaml
+from .kit import DaemonProcess, eventually, new_order_requests, write_yaml
 
 RULES = [{"name": "r", "source": "master", "destinations": [{"account": "follower-hedged"}]}]
 ACCOUNTS = ["master", "follower-hedged"]
 NEW_ORDER = 2106
 READY = '"event": "ready"'
-
-
-def new_orders(sim: SimServer, account_id: int, since: int = 0) -> list[Any]:
-    return [
-        r
-        for r in sim.record[since:]
-        if isinstance(r.message, pb.ProtoOANewOrderReq)
-        and r.message.ctidTraderAccountId == account_id
-    ]
 
 
 async def test_a_copy_closed_or_cancelled_on_the_follower_stays_closed_across_restarts(
@@ -62,7 +52,7 @@ async def test_a_copy_closed_or_cancelled_on_the_follower_stays_closed_across_re
         await again.start()
         await again.settle()
         assert await again.stop() == 0
-    assert new_orders(sim, follower, since=mark) == [], "a settled copy was made again"
+    assert new_order_requests(sim, follower, since=mark) == [], "a settled copy was made again"
     assert sim.broker.positions(follower) == [] and sim.broker.orders(follower) == []
     assert {p.position_id for p in sim.broker.positions(ids["master"])} == {position}
 
@@ -125,7 +115,7 @@ async def test_d_a_replayed_open_event_of_a_closed_trade_opens_nothing(
         master._on_envelope(envelope)
     await daemon.settle()
     assert position not in master.state.positions, "a stale event took the state back"
-    assert new_orders(sim, follower, since=mark) == []
+    assert new_order_requests(sim, follower, since=mark) == []
     assert sim.broker.positions(follower) == []
 
 
@@ -186,11 +176,10 @@ async def test_an_open_confirmed_by_the_order_history_is_not_made_again_after_a_
         daemon.start()
         await eventually(lambda: daemon.log_text().count(READY) >= 2, 15, "restarted")
         await eventually(lambda: "not reopening" in daemon.log_text(), 10, "planned")
-        assert new_orders(sim, follower, since=mark) == []
+        assert new_order_requests(sim, follower, since=mark) == []
         assert sim.broker.positions(follower) == []
         assert [p.position_id for p in sim.broker.positions(ids["master"])] == [position]
-        daemon.signal(signal.SIGTERM)
-        assert await daemon.wait() == 0
+        assert await daemon.terminate() == 0
     finally:
         daemon.kill()
 
@@ -255,7 +244,7 @@ async def test_f_a_second_daemon_on_the_same_follower_is_noticed_and_not_fought(
         and r.message.ctidTraderAccountId == follower
     ]
     assert closes == [], "the two daemons fought over the copies"
-    sent = new_orders(sim, follower, since=mark)
+    sent = new_order_requests(sim, follower, since=mark)
     assert len(sent) == 2 - len(frozen()), "a frozen follower got orders"
     # the first trade may have been copied by both before either saw the other's order
     assert len(sim.broker.positions(follower)) - len(sent) in (1, 2)
@@ -302,7 +291,7 @@ async def test_an_unanswered_open_whose_copy_was_closed_meanwhile_is_not_made_ag
     sim.close_position(follower, copy.position_id)  # by hand, before the daemon reconciles
     await eventually(lambda: daemon.daemon.replicator.stats.unknown == 1, 10, "outcome unknown")
     await daemon.settle(timeout=20)
-    assert len(new_orders(sim, follower)) == 1, "the copy was made a second time"
+    assert len(new_order_requests(sim, follower)) == 1, "the copy was made a second time"
     assert sim.broker.positions(follower) == []
 
 
@@ -334,4 +323,4 @@ async def test_killed_between_the_fill_and_its_record_the_open_is_not_made_again
     second = daemons(config)
     await second.start()
     await second.settle()
-    assert new_orders(sim, follower, since=mark) == [], "the copy was made a second time"
+    assert new_order_requests(sim, follower, since=mark) == [], "the copy was made a second time"

@@ -15,6 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from polling import reached
+
+from cmamd.daemon.launch import open_daemon
 from cmamd.daemon.notify import SystemdNotifier
 from cmamd.daemon.supervisor import Daemon
 from cmamd.sim import SimConfig, SimServer
@@ -93,7 +96,7 @@ async def test_many_accounts_on_one_connection_all_become_ready(tmp_path: Path) 
     async with SimServer(_sim_config(ACCOUNTS)) as sim:
         config = _config(sim, tmp_path)
         notifier = RecordingNotifier()
-        daemon = Daemon(write_yaml(tmp_path / "c.yaml", config), environ={}, notifier=notifier)
+        daemon = open_daemon(write_yaml(tmp_path / "c.yaml", config), environ={}, notifier=notifier)
         notifier.daemon = daemon
         started_at = time.monotonic()
         task = asyncio.create_task(daemon.run())
@@ -125,7 +128,7 @@ async def test_each_account_is_authorised_and_reconciled_once_at_start_up(
     async with SimServer(_sim_config(ACCOUNTS)) as sim:
         config = _config(sim, tmp_path)
         config["api"]["request_timeout_s"] = 10.0  # no timeout: only the duplicates count
-        daemon = Daemon(
+        daemon = open_daemon(
             write_yaml(tmp_path / "c.yaml", config), environ={}, notifier=SystemdNotifier(env={})
         )
         task = asyncio.create_task(daemon.run())
@@ -148,7 +151,7 @@ async def test_after_a_reconnect_every_account_is_authorised_and_ready_again(
     # within the request timeout. Before admission, the hooks' requests that timed out
     # unsent were only logged ("session hook failed") and those accounts stayed unready.
     async with SimServer(_sim_config(ACCOUNTS)) as sim:
-        daemon = Daemon(
+        daemon = open_daemon(
             write_yaml(tmp_path / "c.yaml", _config(sim, tmp_path)),
             environ={},
             notifier=SystemdNotifier(env={}),
@@ -162,17 +165,17 @@ async def test_after_a_reconnect_every_account_is_authorised_and_ready_again(
             assert all(s.ready.is_set() for s in sessions)
             assert sim.drop_connections() == 1
             everyone = {ID_BASE + i for i in range(ACCOUNTS)}
-            deadline = time.monotonic() + bound_s * 3 + 10
             # authorised on the new link (so every hook ran and cleared ready), then ready
-            while not (
-                len(sim.connections) == 2
-                and sim.connections[-1].authorised_accounts == everyone
-                and all(s.ready.is_set() for s in sessions)
-            ):
-                assert time.monotonic() < deadline, [
-                    (s.name, s.status) for s in sessions if not s.ready.is_set()
-                ]
-                await asyncio.sleep(0.05)
+            back = await reached(
+                lambda: (
+                    len(sim.connections) == 2
+                    and sim.connections[-1].authorised_accounts == everyone
+                    and all(s.ready.is_set() for s in sessions)
+                ),
+                bound_s * 3 + 10,
+                0.05,
+            )
+            assert back, [(s.name, s.status) for s in sessions if not s.ready.is_set()]
             assert sim.rate_limit_rejections == 0
         finally:
             daemon.request_stop()

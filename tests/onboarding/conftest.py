@@ -3,10 +3,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from ports import free_port
 
 from cmamd.sim import SimConfig, SimServer
-
-from .kit import free_port
 
 
 @pytest.fixture

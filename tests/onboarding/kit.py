@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +17,6 @@ import yaml
 from cmamd.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def onboarding_config(

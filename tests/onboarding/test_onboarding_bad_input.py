@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from clocks import ShiftedClock
 
 from cmamd.sim import SimConfig, SimServer
 from cmamd.state.shared_tokens import read_view
@@ -16,21 +16,13 @@ from cmamd.state.shared_tokens import read_view
 from .kit import CmamdProcess, Run, browser_grant, onboarding_config
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+@pytest.fixture
+def clock() -> ShiftedClock:
+    return ShiftedClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def sim(redirect_uri: str, clock: Clock) -> AsyncIterator[SimServer]:
+async def sim(redirect_uri: str, clock: ShiftedClock) -> AsyncIterator[SimServer]:
     config = SimConfig.default(redirect_uris=[redirect_uri], grant_ctid="followers")
     async with SimServer(config, clock=clock) as server:
         yield server
@@ -109,7 +101,7 @@ async def test_code_pasted_twice_leaves_the_store_as_it_was(
 
 
 async def test_expired_code(
-    sim: SimServer, tmp_path: Path, redirect_uri: str, clock: Clock
+    sim: SimServer, tmp_path: Path, redirect_uri: str, clock: ShiftedClock
 ) -> None:
     config = onboarding_config(sim, tmp_path, redirect_uri)
 

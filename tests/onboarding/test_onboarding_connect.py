@@ -8,10 +8,11 @@ import ssl
 from pathlib import Path
 
 import yaml
+from ports import free_port
 
 from cmamd.sim import SimConfig, SimServer
 
-from .kit import free_port, onboarding_config, run_cmamd
+from .kit import onboarding_config, run_cmamd
 
 ACCOUNTS = [{"name": "f1", "account_id": 3_202_001, "live": False}]
 
@@ -58,13 +59,14 @@ async def test_refused_connection(sim: SimServer, tmp_path: Path, redirect_uri: 
 
 
 async def test_tls_certificate_not_trusted_then_trusted_with_ca_file(
-    tmp_path: Path, redirect_uri: str, certificate: tuple[Path, Path]
+    tmp_path: Path,
+    redirect_uri: str,
+    certificate: tuple[Path, Path],
+    tls_server_context: ssl.SSLContext,
 ) -> None:
-    cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    cert, _ = certificate
     tls_sim = SimServer(SimConfig.default())
-    await tls_sim.start(ssl_context=context)
+    await tls_sim.start(ssl_context=tls_server_context)
     try:
         config = _edit(onboarding_config(tls_sim, tmp_path, redirect_uri, ACCOUNTS), tls=True)
         code, out, _ = await _check(config)

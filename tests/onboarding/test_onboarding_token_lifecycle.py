@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.kit import InProcessDaemon, daemon_config, eventually, write_yaml
+from e2e.kit import InProcessDaemon, connect_master, daemon_config, eventually, write_yaml
 
-from cmamd.accounts import session as session_module
 from cmamd.accounts.model import Side
-from cmamd.demo.master import MasterTrader
+from cmamd.accounts.timing import SessionTiming
+from cmamd.daemon.timing import DaemonTiming
 from cmamd.sim import SimConfig, SimServer
 from cmamd.sim.defaults import default_config_data
 from cmamd.state.shared_tokens import read_view
@@ -55,10 +55,15 @@ async def sim(redirect_uri: str) -> AsyncIterator[SimServer]:
 
 
 @pytest.fixture
+def reauth_watch_s() -> float:
+    """How often an account waiting for `cmamd auth` looks at the store (a test may say)."""
+    return 0.2
+
+
+@pytest.fixture
 async def running(
-    sim: SimServer, tmp_path: Path, redirect_uri: str, monkeypatch: pytest.MonkeyPatch
+    sim: SimServer, tmp_path: Path, redirect_uri: str, reauth_watch_s: float
 ) -> AsyncIterator[tuple[InProcessDaemon, Path]]:
-    monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 0.2)
     data = daemon_config(
         sim,
         tmp_path / "state",
@@ -71,22 +76,11 @@ async def running(
     data["api"]["auth_url"] = described["auth_url"]
     data["api"]["token_url"] = described["token_url"]
     config = write_yaml(tmp_path / "config.yaml", data)
-    daemon = InProcessDaemon(config)
+    timing = DaemonTiming(session=SessionTiming(reauth_watch_s=reauth_watch_s))
+    daemon = InProcessDaemon(config, timing=timing)
     await daemon.start()
     yield daemon, config
     await daemon.stop()
-
-
-async def _master(sim: SimServer) -> MasterTrader:
-    described = sim.describe()
-    account = next(a for a in described["accounts"] if a["name"] == "master")
-    return await MasterTrader.connect(
-        sim.url,
-        described["client_id"],
-        described["client_secret"],
-        account["account_id"],
-        account["access_token"],
-    )
 
 
 def _id(sim: SimServer, name: str) -> int:
@@ -112,19 +106,19 @@ async def test_a_refresh_lost_before_the_server_acted_is_recovered(
     assert len(refreshes) == 2  # the lost one, then the held refresh token once more
 
 
-@pytest.mark.parametrize("picked_up_by", ["the store watch", "a reload"])
+# the watch would take an hour on "a reload": only SIGHUP can bring the account back
+@pytest.mark.parametrize(
+    ("picked_up_by", "reauth_watch_s"), [("the store watch", 0.2), ("a reload", 3600)]
+)
 async def test_a_lost_refresh_reply_stops_only_that_pair_until_cmamd_auth(
     sim: SimServer,
     running: tuple[InProcessDaemon, Path],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
     picked_up_by: str,
 ) -> None:
     daemon, config = running
     assert daemon.daemon is not None
-    if picked_up_by == "a reload":  # the watch would take an hour: only SIGHUP can do it
-        monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 3600)
     seen_secrets = set(_tokens(sim))
     sessions = daemon.daemon.sessions
     await eventually(sessions["follower-suffix"].ready.is_set, what="follower-suffix ready")
@@ -143,7 +137,7 @@ async def test_a_lost_refresh_reply_stops_only_that_pair_until_cmamd_auth(
     assert report["follower-hedged"]["needs_reauthorisation"] is None
 
     # the others keep copying
-    master = await _master(sim)
+    master = await connect_master(sim)
     try:
         await master.market("EURUSD", Side.BUY, "0.10")
         await daemon.settle()

@@ -107,14 +107,12 @@ async def test_cmamd_sim_process_describes_itself_serves_and_exits_on_sigterm(
 
 
 async def test_wss_with_a_self_signed_certificate(
-    certificate: tuple[Path, Path], open_client: Connect
+    certificate: tuple[Path, Path], tls_server_context: ssl.SSLContext, open_client: Connect
 ) -> None:
-    cert, key = certificate
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert, key)
+    cert, _ = certificate
     client_context = ssl.create_default_context(cafile=str(cert))
     sim = SimServer(SimConfig.default())
-    await sim.start(ssl_context=server_context)
+    await sim.start(ssl_context=tls_server_context)
     try:
         assert sim.url == f"wss://127.0.0.1:{sim.port}"
         client = await open_client(sim.url, ssl_context=client_context)

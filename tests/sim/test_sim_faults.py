@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from cmamd.protocol.proto import messages_pb2, model_pb2
+from order_requests import market_order
+
+from cmamd.protocol.proto import messages_pb2
 from cmamd.sim import SimServer
 
 from .simkit import Connect, access_token, account_id, authorised_client
 
 m = messages_pb2
-
-
-def market_buy(account: int) -> m.ProtoOANewOrderReq:
-    return m.ProtoOANewOrderReq(
-        ctidTraderAccountId=account,
-        symbolId=1,
-        orderType=model_pb2.MARKET,
-        tradeSide=model_pb2.BUY,
-        volume=100_000,
-    )
 
 
 async def test_swallowed_order_is_executed_but_the_requester_hears_nothing(
@@ -32,7 +24,7 @@ async def test_swallowed_order_is_executed_but_the_requester_hears_nothing(
 
     await trader.send(m.ProtoOAVersionReq(), "not-swallowed")
     assert (await trader.recv()).client_msg_id == "not-swallowed"
-    await trader.send(market_buy(master), "lost")
+    await trader.send(market_order(master), "lost")
     assert await trader.drain(quiet=0.3) == []
     # The order did execute: the account's other connection sees it, and so does reconcile.
     assert len(await watcher.drain()) == 2
@@ -50,14 +42,14 @@ async def test_delayed_replies_arrive_late_and_in_order(
     master = account_id(server.config, "master")
     server.delay_responses(0.4, {2106})
 
-    await trader.send(market_buy(master), "slow")
+    await trader.send(market_order(master), "slow")
     version = await trader.request(m.ProtoOAVersionReq(), "fast")
     assert version.client_msg_id == "fast"  # other request types are not held back
     assert len(await watcher.drain()) == 2  # other connections get the events at once
     late = [await trader.recv(timeout=2), await trader.recv(timeout=2)]
     assert [e.client_msg_id for e in late] == ["slow", None]
     server.delay_responses(0)
-    assert (await trader.request(market_buy(master), "now")).client_msg_id == "now"
+    assert (await trader.request(market_order(master), "now")).client_msg_id == "now"
 
 
 async def test_rejected_orders_are_not_executed(server: SimServer, open_client: Connect) -> None:
@@ -66,16 +58,16 @@ async def test_rejected_orders_are_not_executed(server: SimServer, open_client: 
     follower = account_id(server.config, "follower-hedged")
     server.reject_next_orders(1, "NOT_ENOUGH_MONEY", account_id=follower)
 
-    ok = await client.request(market_buy(master))
+    ok = await client.request(market_order(master))
     assert isinstance(ok.message, m.ProtoOAExecutionEvent)
     await client.drain()
-    refused = await client.request(market_buy(follower), "r")
+    refused = await client.request(market_order(follower), "r")
     assert isinstance(refused.message, m.ProtoOAOrderErrorEvent)
     assert refused.message.errorCode == "NOT_ENOUGH_MONEY"
     assert refused.message.ctidTraderAccountId == follower
     assert server.broker.positions(follower) == []
     assert await client.drain() == []
-    again = await client.request(market_buy(follower))
+    again = await client.request(market_order(follower))
     assert isinstance(again.message, m.ProtoOAExecutionEvent)
 
 
@@ -142,7 +134,7 @@ async def test_record_keeps_what_each_connection_sent(
     first = await authorised_client(open_client, server, "master")
     second = await authorised_client(open_client, server)
     master = account_id(server.config, "master")
-    order = market_buy(master)
+    order = market_order(master)
     await first.request(order, "o-1")
     await second.request(m.ProtoOAVersionReq(), "v-1")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +11,7 @@ from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from clocks import ShiftedClock
 
 from cmamd.sim import SimConfig, SimServer
 
@@ -23,20 +23,13 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class Clock:
-    offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+@pytest.fixture
+def clock() -> ShiftedClock:
+    return ShiftedClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def sim(clock: Clock) -> AsyncIterator[SimServer]:
+async def sim(clock: ShiftedClock) -> AsyncIterator[SimServer]:
     async with SimServer(SimConfig.default(redirect_uris=[REDIRECT]), clock=clock) as server:
         yield server
 
@@ -92,7 +85,7 @@ async def test_a_code_buys_one_pair_once(sim: SimServer) -> None:
     assert again["errorCode"] == "INVALID_GRANT" and "already used" in again["description"]
 
 
-async def test_a_code_expires_after_a_minute(sim: SimServer, clock: Clock) -> None:
+async def test_a_code_expires_after_a_minute(sim: SimServer, clock: ShiftedClock) -> None:
     code = await _grant(sim)
     clock.offset = 60
     reply = await _exchange(sim, code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from order_requests import market_order
 
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.errors import OrderError
@@ -27,16 +28,6 @@ def execution_types(envelopes: list[Envelope]) -> list[str]:
     return names
 
 
-def market_buy(account: int, volume: int = 100_000, symbol_id: int = 1) -> m.ProtoOANewOrderReq:
-    return m.ProtoOANewOrderReq(
-        ctidTraderAccountId=account,
-        symbolId=symbol_id,
-        orderType=model_pb2.MARKET,
-        tradeSide=model_pb2.BUY,
-        volume=volume,
-    )
-
-
 async def test_market_order_events_reach_every_connection_of_the_account(
     server: SimServer, open_client: Connect
 ) -> None:
@@ -45,7 +36,7 @@ async def test_market_order_events_reach_every_connection_of_the_account(
     bystander = await authorised_client(open_client, server, "follower-hedged")
     master = account_id(server.config, "master")
 
-    await trader.send(market_buy(master), "order-1")
+    await trader.send(market_order(master), "order-1")
     own = await trader.drain()
     assert execution_types(own) == ["ORDER_ACCEPTED", "ORDER_FILLED"]
     # Only the first reply is correlated; the follow-up event is a push.
@@ -104,7 +95,7 @@ async def test_rejection_is_an_order_error_event_to_the_requester_only(
     trader = await authorised_client(open_client, server, "master")
     daemon = await authorised_client(open_client, server, "master")
     master = account_id(server.config, "master")
-    reply = await trader.request(market_buy(master, volume=150_000), "bad-volume")
+    reply = await trader.request(market_order(master, volume=150_000), "bad-volume")
     assert isinstance(reply.message, m.ProtoOAOrderErrorEvent)
     assert reply.message.errorCode == "TRADING_BAD_VOLUME"
     assert reply.message.ctidTraderAccountId == master

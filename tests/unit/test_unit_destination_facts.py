@@ -6,8 +6,7 @@ from pathlib import Path
 
 from cmamd.config.diff import fingerprint_of
 from cmamd.config.loader import load_config
-from cmamd.daemon.destinations import FactsCache, destination_facts
-from cmamd.daemon.supervisor import _dest_id
+from cmamd.replication.routes_from_config import FactsCache, destination_facts
 
 CONFIG = """
 api: {client_id: app, client_secret: s, demo_host: 127.0.0.1, port: 5035, tls: false}
@@ -32,11 +31,10 @@ def test_facts_match_what_the_loop_derived_each_tick(tmp_path: Path) -> None:
     facts = destination_facts(config)
     rule = config.copy_rules[0]
     assert [(f.rule, f.follower) for f in facts] == [("r", "f1"), ("r", "f2")]
+    assert [f.dest_id for f in facts] == ["r:11:21", "r:11:22"]
     for f, dest in zip(facts, rule.destinations, strict=True):
-        assert f.dest_id == _dest_id(config, "r", "m", dest.account)
         expected = fingerprint_of(dest.equity_stop) if dest.equity_stop is not None else ""
         assert f.equity_stop_fingerprint == expected
-        assert f.equity_stop_key == f"equity-stop:{f.dest_id}"
     cache = FactsCache()
     first = cache.facts(config)
     assert cache.facts(config) is first, "computed once per config"

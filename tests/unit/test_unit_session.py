@@ -13,9 +13,10 @@ import pytest
 from polling import wait_until
 
 from cmamd.accounts import catalogue as catalogue_module
-from cmamd.accounts import session as session_module
 from cmamd.accounts.model import AccountKind, OrderKind, Side
 from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.accounts.status import SessionStatus
+from cmamd.accounts.timing import SessionTiming
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.errors import RequestNotSent, SendTimeout
 from cmamd.protocol.errors import OpenApiError, OutcomeUnknown
@@ -98,7 +99,7 @@ async def ready(
 ) -> AccountSession:
     session = make_session()
     await session.start()
-    assert session.status == "ready"
+    assert session.status == SessionStatus.READY
     changes.clear()
     return session
 
@@ -123,7 +124,7 @@ async def test_start_loads_trader_assets_symbols_and_reconciles_then_is_ready(
         order(24, status=model_pb2.ORDER_STATUS_FILLED),
     ]
     session = make_session()
-    assert session.status == "new" and not session.ready.is_set()
+    assert session.status == SessionStatus.NEW and not session.ready.is_set()
 
     await session.start()
 
@@ -350,7 +351,7 @@ async def test_disconnect_and_token_invalidated_start_one_recovery(
     gate.set()
     await until(ready.ready.is_set, "ready again")
     await settle()
-    assert ready.status == "ready"
+    assert ready.status == SessionStatus.READY
     assert conn.count("ProtoOAAccountAuthReq") == 2
     assert conn.count("ProtoOAReconcileReq") == 2
     assert conn.count("ProtoOATraderReq") == 1, "the catalogue is not loaded twice"
@@ -374,7 +375,7 @@ async def test_reconnect_hook_reauthorises_and_reconciles(
     await until(lambda: conn.count("ProtoOAReconcileReq") == 2, "reconcile after reconnect")
     await until(ready.ready.is_set, "ready")
     await settle()
-    assert ready.status == "ready"
+    assert ready.status == SessionStatus.READY
     assert conn.count("ProtoOAAccountAuthReq") == 2, "no recovery: the hook's auth sufficed"
 
 
@@ -400,7 +401,7 @@ async def test_an_expired_access_token_is_refreshed_and_persisted(
     conn.valid_access = "not-what-we-hold"  # the stored access token is refused
     session = make_session()
     await session.start()
-    assert session.status == "ready"
+    assert session.status == SessionStatus.READY
     assert names(conn)[:3] == ["AccountAuthReq", "RefreshTokenReq", "AccountAuthReq"]
     refresh, auth = conn.sent[1], conn.sent[2]
     assert isinstance(refresh, pb.ProtoOARefreshTokenReq)
@@ -435,7 +436,7 @@ async def test_a_token_refused_during_recovery_needs_reauthorisation(
     conn.feed(
         pb.ProtoOAAccountsTokenInvalidatedEvent(ctidTraderAccountIds=[ACCOUNT], reason="revoked")
     )
-    await until(lambda: ready.status == "needs re-authorisation", "needs re-authorisation")
+    await until(lambda: ready.status == SessionStatus.NEEDS_REAUTH, "needs re-authorisation")
     assert ready.error is not None and ready.error.startswith("cannot authorise")
     assert "CH_ACCESS_TOKEN_INVALID" in ready.error
     assert not ready.ready.is_set()
@@ -453,7 +454,7 @@ async def test_an_account_without_a_token_needs_authorisation_naming_it(
         on_change=changes.append,
     )
     await session.start()
-    assert session.status == "needs re-authorisation"
+    assert session.status == SessionStatus.NEEDS_REAUTH
     assert session.error is not None and "777" in session.error
     assert conn.sent == []
     await session.stop()
@@ -476,9 +477,9 @@ async def test_a_transient_error_during_start_is_retried(
     conn.fail("ProtoOATraderReq", error)
     session = make_session()
     await session.start()  # returns: the retry runs in the background
-    assert session.status != "failed"
+    assert session.status != SessionStatus.FAILED
     await until(session.ready.is_set, "ready after retry")
-    assert (session.status, session.error) == ("ready", None)
+    assert (session.status, session.error) == (SessionStatus.READY, None)
     assert conn.count("ProtoOATraderReq") == 2
     assert conn.count("ProtoOAReconcileReq") == 1
 
@@ -607,7 +608,7 @@ async def test_a_lost_refresh_reply_is_retried_with_the_held_refresh_token(
     conn.fail("ProtoOARefreshTokenReq", OutcomeUnknown("no answer"))  # the server never acted
     session = make_session()
     await session.start()
-    assert session.status == "ready" and session.needs_reauth is None
+    assert session.status == SessionStatus.READY and session.needs_reauth is None
     assert names(conn)[:3] == ["RefreshTokenReq", "RefreshTokenReq", "AccountAuthReq"]
     stored = store.get_tokens(ACCOUNT)
     assert stored is not None and stored.refresh_token == "refresh-1"
@@ -623,7 +624,7 @@ async def test_a_dead_refresh_token_keeps_copying_on_the_held_access_token(
     conn.valid_refresh = "rotated-by-a-lost-reply"
     session = make_session()
     await session.start()
-    assert session.status == "ready", session.error
+    assert session.status == SessionStatus.READY, session.error
     assert session.needs_reauth is not None and "refresh token refused" in session.needs_reauth
     assert read_view(tmp_path / "state").needs_reauth.keys() == {ACCOUNT}
     assert names(conn)[:2] == ["RefreshTokenReq", "AccountAuthReq"]
@@ -633,27 +634,25 @@ async def test_an_account_needing_reauthorisation_comes_back_with_a_new_pair_onl
     conn: FakeConnection,
     make_session: Callable[..., AccountSession],
     store: StateStore,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session_module, "REAUTH_WATCH_S", 0.01)
     conn.valid_access = conn.valid_refresh = "revoked"
-    session = make_session()
+    session = make_session(timing=SessionTiming(reauth_watch_s=0.01))
     await session.start()
-    assert session.status == "needs re-authorisation"
+    assert (session.status, session.ready.is_set()) == (SessionStatus.NEEDS_REAUTH, False)
     sent = len(conn.sent)
     await asyncio.sleep(0.1)  # the same refused pair in the store: nothing is tried again
     assert len(conn.sent) == sent
     # a new pair that is refused too: tried once, then waited on again, not retried in a loop
     store.put_tokens(ACCOUNT, StoredTokens("access-wrong", "refresh-wrong", None, 0))
     await until(lambda: len(conn.sent) > sent, "the new pair tried")
-    await until(lambda: session.status == "needs re-authorisation", "refused again")
+    await until(lambda: session.status == SessionStatus.NEEDS_REAUTH, "refused again")
     sent = len(conn.sent)
     await asyncio.sleep(0.1)
     assert len(conn.sent) == sent
     conn.valid_access, conn.valid_refresh = "access-auth", "refresh-auth"
     store.put_tokens(ACCOUNT, StoredTokens("access-auth", "refresh-auth", None, 0))  # cmamd auth
     await until(session.ready.is_set, "ready with the new pair")
-    assert session.needs_reauth is None and session.status == "ready"
+    assert session.needs_reauth is None and session.status == SessionStatus.READY
 
 
 @pytest.mark.parametrize("code", ["OA_AUTH_TOKEN_EXPIRED", "CH_ACCESS_TOKEN_INVALID"])
@@ -667,6 +666,6 @@ async def test_a_refused_access_token_and_a_dead_refresh_token_need_reauthorisat
     conn.valid_refresh = "rotated-elsewhere"
     session = make_session()
     await session.start()
-    assert session.status == "needs re-authorisation" and not session.ready.is_set()
+    assert session.status == SessionStatus.NEEDS_REAUTH and not session.ready.is_set()
     assert session.needs_reauth is not None and "CH_ACCESS_TOKEN_INVALID" in session.needs_reauth
     assert read_view(tmp_path / "state").needs_reauth.keys() == {ACCOUNT}

@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from structlog.testing import capture_logs
 
 from cmamd.accounts.session import AccountSession
+from cmamd.accounts.status import SessionStatus
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.protocol.proto import model_pb2
@@ -91,10 +92,10 @@ async def test_a_reply_of_the_wrong_type_at_start_is_retried_and_named(
     session = make(conn, keeper(store), sessions)
     with capture_logs() as logs:
         await session.start()
-        assert session.status != "failed"
+        assert session.status != SessionStatus.FAILED
         assert session.error is not None and "ProtoOAVersionRes" in session.error
         await until(session.ready.is_set, "ready after the retry")
-    assert session.status == "ready" and session.error is None
+    assert session.status == SessionStatus.READY and session.error is None
     assert conn.count(request_name) == 2
     (line,) = [e for e in logs if e["log_level"] == "error"]
     assert "UnexpectedReply" in line["error"] and line["account"] == "acc-7"
@@ -113,7 +114,7 @@ async def test_an_unexpected_exception_in_recovery_is_logged_and_retried(
         await until(session.ready.is_set, "ready again")
     errors = [e for e in logs if e["log_level"] == "error"]
     assert errors and "KeyError" in errors[0]["error"], logs
-    assert session.status == "ready"
+    assert session.status == SessionStatus.READY
 
 
 async def test_a_task_that_dies_is_logged_at_error_with_the_account(
@@ -143,7 +144,7 @@ async def test_a_refused_stored_pair_gives_way_to_a_different_pair_in_the_config
     session = make(conn, tokens, sessions)
     with capture_logs() as logs:
         await session.start()
-    assert session.status == "ready"
+    assert session.status == SessionStatus.READY
     stored = store.get_tokens(ACCOUNT)
     assert stored is not None and stored.access_token == "access-0"
     assert any("bootstrap pair" in e["event"] for e in logs)
@@ -157,13 +158,13 @@ async def test_the_config_pair_is_tried_once_only(
     tokens.seed(ACCOUNT, "also-wrong", "also-wrong-refresh")
     session = make(conn, tokens, sessions)
     await session.start()
-    assert session.status == "needs re-authorisation"  # a refused token pair: `cmamd auth`
+    assert session.status == SessionStatus.NEEDS_REAUTH  # a refused token pair: `cmamd auth`
     auths = conn.count("ProtoOAAccountAuthReq")
     # a retry (SIGHUP) with the same config does not try the same refused pair again
     tokens.seed(ACCOUNT, "also-wrong", "also-wrong-refresh")
     assert session.retry_if_failed()
     await until(lambda: conn.count("ProtoOAAccountAuthReq") > auths, "retried")
-    await until(lambda: session.status == "needs re-authorisation", "refused again")
+    await until(lambda: session.status == SessionStatus.NEEDS_REAUTH, "refused again")
     await asyncio.sleep(0.05)
     assert conn.count("ProtoOAAccountAuthReq") == auths + 1, "one attempt, stored pair only"
 

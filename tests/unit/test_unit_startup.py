@@ -15,6 +15,7 @@ import pytest
 from cmamd.accounts.catalogue import BrokerLists
 from cmamd.accounts.session import AccountSession
 from cmamd.accounts.startup import ConnectionStartup, admission_capacity, startup_for
+from cmamd.accounts.status import SessionStatus
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.connection.errors import SendTimeout
 from cmamd.daemon.account_status import not_ready, status_suffix
@@ -160,7 +161,11 @@ async def test_a_lost_authorisation_is_authorised_again(
 
 class _Session:
     def __init__(
-        self, name: str, status: str = "starting", error: str | None = None, linked: bool = True
+        self,
+        name: str,
+        status: SessionStatus = SessionStatus.STARTING,
+        error: str | None = None,
+        linked: bool = True,
     ) -> None:
         self.name = name
         self.status = status
@@ -170,7 +175,7 @@ class _Session:
 
 
 async def test_the_start_up_wait_ends_when_every_account_is_ready_or_failed() -> None:
-    sessions = [_Session("a"), _Session("b"), _Session("c", status="failed")]
+    sessions = [_Session("a"), _Session("b"), _Session("c", status=SessionStatus.FAILED)]
 
     async def later() -> None:
         await asyncio.sleep(0.05)
@@ -179,7 +184,7 @@ async def test_the_start_up_wait_ends_when_every_account_is_ready_or_failed() ->
         sessions[1].ready.set()
 
     helper = asyncio.create_task(later())
-    left = await wait_until_settled(lambda: sessions, stall_s=5)  # type: ignore[arg-type,return-value]
+    left = await wait_until_settled(lambda: sessions, 5, time.monotonic)
     await helper
     assert left == []
     by_name = {x.name: x for x in sessions}
@@ -195,12 +200,13 @@ async def test_the_start_up_wait_reports_each_progress_so_systemd_keeps_waiting(
             await asyncio.sleep(0.05)
             session.ready.set()
         await asyncio.sleep(0.05)
-        sessions[2].status = "failed"
+        sessions[2].status = SessionStatus.FAILED
 
     helper = asyncio.create_task(later())
     left = await wait_until_settled(
         lambda: sessions,  # type: ignore[arg-type,return-value]
-        stall_s=5,
+        5,
+        time.monotonic,
         on_progress=lambda: progress.append(sum(s.ready.is_set() for s in sessions)),
     )
     await helper
@@ -211,7 +217,7 @@ async def test_the_start_up_wait_reports_each_progress_so_systemd_keeps_waiting(
 async def test_the_start_up_wait_gives_up_only_when_no_account_progresses() -> None:
     sessions = [_Session("a"), _Session("b")]
     started = time.monotonic()
-    left = await wait_until_settled(lambda: sessions, stall_s=0.3)  # type: ignore[arg-type,return-value]
+    left = await wait_until_settled(lambda: sessions, 0.3, time.monotonic)
     assert left == ["a", "b"] and time.monotonic() - started >= 0.3
     by_name = {x.name: x for x in sessions}
     assert status_suffix(not_ready(by_name, by_name)) == "not ready: a (starting), b (starting)"
@@ -219,16 +225,26 @@ async def test_the_start_up_wait_gives_up_only_when_no_account_progresses() -> N
 
 async def test_an_account_that_cannot_reach_the_server_does_not_hold_ready_back() -> None:
     # it failed visibly (named in STATUS with its reason) and retries in the background
-    down = _Session("a", status="reauthorising", error="start-up failed: refused", linked=False)
+    down = _Session(
+        "a", status=SessionStatus.REAUTHORISING, error="start-up failed: refused", linked=False
+    )
     started = time.monotonic()
     unreachable = [down]
-    left = await wait_until_settled(lambda: unreachable, stall_s=5)  # type: ignore[arg-type,return-value]
+    left = await wait_until_settled(lambda: unreachable, 5, time.monotonic)
     assert left == [] and time.monotonic() - started < 1
     # with its connection up, a failed first try is waited for: it comes up at the budget's pace
-    slow = _Session("b", status="reauthorising", error="start-up failed: SendTimeout")
+    slow = _Session("b", status=SessionStatus.REAUTHORISING, error="start-up failed: SendTimeout")
     linked = [slow]
-    left = await wait_until_settled(lambda: linked, stall_s=0.2)  # type: ignore[arg-type,return-value]
+    left = await wait_until_settled(lambda: linked, 0.2, time.monotonic)
     assert left == ["b"]
+
+
+async def test_the_start_up_wait_measures_the_stall_on_the_daemons_clock() -> None:
+    # an hour's stall passes in a few checks when the injected clock says so
+    ticks = iter(range(0, 10**6, 1200))
+    started = time.monotonic()
+    left = await wait_until_settled(lambda: [_Session("a")], 3600, lambda: float(next(ticks)))
+    assert left == ["a"] and time.monotonic() - started < 3
 
 
 async def test_periodic_pnl_refreshes_are_admitted_like_start_up_work(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cmamd.accounts.timing import PRODUCTION, SessionTiming
 from cmamd.accounts.token_keeper import (
-    REFRESH_MARGIN_MS,
     NewTokens,
     TokenError,
     TokenKeeper,
@@ -97,8 +97,9 @@ def test_needs_refresh_by_expiry_margin(
 ) -> None:
     store.put_tokens(1, StoredTokens("a", "r", None, NOW_MS))  # expiry unknown
     issued = NOW_MS - 29 * 24 * 3600 * 1000  # 30-day tokens issued 29 days ago
-    store.put_tokens(2, StoredTokens("a", "r2", NOW_MS + REFRESH_MARGIN_MS + 60_000, issued))
-    store.put_tokens(3, StoredTokens("a", "r3", NOW_MS + REFRESH_MARGIN_MS - 60_000, issued))
+    margin_ms = PRODUCTION.refresh_margin_ms
+    store.put_tokens(2, StoredTokens("a", "r2", NOW_MS + margin_ms + 60_000, issued))
+    store.put_tokens(3, StoredTokens("a", "r3", NOW_MS + margin_ms - 60_000, issued))
     store.put_tokens(4, StoredTokens("a", "r4", NOW_MS - 1, NOW_MS))  # already expired
     assert [keeper.needs_refresh(i) for i in (1, 2, 3, 4)] == [False, False, True, True]
     clock.now += 120  # two minutes later account 2 is inside the margin as well
@@ -208,3 +209,14 @@ def test_a_lifetime_under_a_day_is_rotated_after_three_quarters_of_it(
     clock.now += 45 * 60
     assert keeper.needs_refresh(1) and not keeper.needs_refresh(2)
     assert refresh_margin_ms(StoredTokens("a", "r", 0, NOW_MS)) == 0  # a bootstrap refresh token
+
+
+def test_a_keeper_rotates_by_the_margins_it_is_given(store: StateStore, clock: Clock) -> None:
+    hour_ms = 3600 * 1000
+    early = SessionTiming(refresh_margin_ms=hour_ms - 1000, refresh_margin_fraction=1.0)
+    keeper = TokenKeeper(store, clock, early)
+    store.put_tokens(1, StoredTokens("a", "r", NOW_MS + hour_ms, NOW_MS))  # lives one hour
+    assert keeper.seconds_until_refresh(1) == 1.0, "due a second in, as the timing says"
+    assert refresh_margin_ms(StoredTokens("a", "r", NOW_MS + hour_ms, NOW_MS), early) == (
+        hour_ms - 1000
+    )

@@ -12,6 +12,7 @@ import pytest
 from cmamd.accounts import wire_guard
 from cmamd.accounts.model import SymbolSpec
 from cmamd.accounts.session import AccountChange, AccountSession
+from cmamd.accounts.status import SessionStatus
 from cmamd.accounts.token_keeper import TokenKeeper
 from cmamd.accounts.wire_checks import execution_problem
 from cmamd.accounts.wire_guard import DropLog
@@ -127,7 +128,7 @@ async def ready(tmp_path: Path) -> AsyncIterator[tuple[FakeConnection, AccountSe
             on_change=changes.append,
         )
         await session.start()
-        assert session.status == "ready"
+        assert session.status == SessionStatus.READY
         changes.clear()
         yield conn, session, changes
         await session.stop()
@@ -258,3 +259,86 @@ def test_a_closing_order_may_be_as_large_as_a_netted_position() -> None:
     assert execution_problem(filled(order=closing), SYMBOLS) is None
     opening = order(50, kind=model_pb2.MARKET, volume=3_000_000_000)
     assert execution_problem(filled(order=opening), SYMBOLS) is not None
+
+
+# the fast path -----------------------------------------------------------------------------
+_EDGES: dict[str, list[Any]] = {
+    "int": [-(2**62), -1, 0, 1, 99, 10**9, 10**13, 10**14, 10**15, 10**15 + 1, 2**62],
+    "float": [-math.inf, -1.0, -0.0, 0.0, 1.1, 1e12, 1.000001e12, 1e300, math.inf, math.nan],
+}
+
+
+def _sane_events() -> list[Any]:
+    return [
+        filled(
+            position=position(7, volume=1_000_000),
+            order=order(50, kind=model_pb2.MARKET, status=model_pb2.ORDER_STATUS_FILLED),
+            deal=closing_deal(7, balance=1_000_000),
+        ),
+        filled(position=position(7, volume=0, status=model_pb2.POSITION_STATUS_CLOSED)),
+        filled(order=order(50, kind=model_pb2.MARKET, volume=3_000_000_000, closingOrder=True)),
+        filled(order=order(51, limitPrice=1.1, stopLoss=1.0, expirationTimestamp=10**12)),
+    ]
+
+
+def _repeated(field: Any) -> bool:
+    if hasattr(field, "is_repeated"):  # protobuf >= 6
+        return bool(field.is_repeated)
+    return bool(field.label == field.LABEL_REPEATED)
+
+
+def _numeric_fields(message: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    found: list[tuple[tuple[str, ...], str]] = []
+    for field in message.DESCRIPTOR.fields:
+        if _repeated(field):
+            continue
+        if field.type == field.TYPE_MESSAGE:
+            if message.HasField(field.name):
+                found += _numeric_fields(getattr(message, field.name), (*path, field.name))
+        elif field.cpp_type in (
+            field.CPPTYPE_INT32,
+            field.CPPTYPE_INT64,
+            field.CPPTYPE_UINT32,
+            field.CPPTYPE_UINT64,
+            field.CPPTYPE_ENUM,
+            field.CPPTYPE_DOUBLE,
+            field.CPPTYPE_FLOAT,
+        ):
+            kind = (
+                "float" if field.cpp_type in (field.CPPTYPE_DOUBLE, field.CPPTYPE_FLOAT) else "int"
+            )
+            found.append(((*path, field.name), kind))
+    return found
+
+
+def _mutated(event: Any, path: tuple[str, ...], value: Any) -> Any | None:
+    copy = type(event)()
+    copy.CopyFrom(event)
+    holder = copy
+    for name in path[:-1]:
+        holder = getattr(holder, name)
+    try:
+        setattr(holder, path[-1], value)
+    except (ValueError, TypeError):
+        return None  # out of the field's own range: the decoder never yields it
+    return copy
+
+
+@pytest.mark.parametrize("symbols", [SYMBOLS, {}])
+def test_the_fast_path_never_passes_what_the_full_checks_refuse(symbols: Any) -> None:
+    from cmamd.accounts.wire_checks import full_execution_problem, plainly_sound
+
+    refused = 0
+    for event in _sane_events():
+        assert plainly_sound(event, SYMBOLS), "a sane event must take the fast path"
+        for path, kind in _numeric_fields(event):
+            for value in _EDGES[kind]:
+                mutated = _mutated(event, path, value)
+                if mutated is None:
+                    continue
+                full = full_execution_problem(mutated, symbols)
+                if full is not None:
+                    refused += 1
+                    assert not plainly_sound(mutated, symbols), (path, value, full)
+                assert execution_problem(mutated, symbols) == full
+    assert refused > 100  # the mutations do reach the checks
