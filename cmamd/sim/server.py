@@ -314,10 +314,8 @@ class SimServer(ManualTrading):
         if listener in self._frame_listeners:
             self._frame_listeners.remove(listener)
 
-    def _frame_event(
-        self, direction: str, conn_id: int, frame: bytes, at: float | None = None
-    ) -> None:
-        event = FrameEvent(direction, conn_id, self._monotonic() if at is None else at, frame)
+    def _frame_event(self, direction: str, conn_id: int, frame: bytes) -> None:
+        event = FrameEvent(direction, conn_id, self._monotonic(), frame)
         for listener in list(self._frame_listeners):
             try:
                 listener(event)
@@ -371,7 +369,9 @@ class SimServer(ManualTrading):
                 received_at = _received_at(connection, self._monotonic)
                 session.last_received = self._monotonic()
                 if self._frame_listeners and isinstance(frame, bytes):
-                    self._frame_event("in", info.conn_id, frame, received_at)
+                    # handled now: the hook's times stay those of the frames the simulator
+                    # writes (stamped once written), so latencies between them stay fair
+                    self._frame_event("in", info.conn_id, frame)
                 self._pipeline.on_frame(session, frame, received_at)
                 # Let the loop read the socket before the next queued frame is handled, so
                 # that what arrives meanwhile is stamped when it arrives (receipt.py).
