@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import world
+from bench.latency import THROTTLE_SPAN_S
 from bench.procs import SimProcess, daemon_for
 from cmamd.accounts.model import Side
 
@@ -26,7 +27,6 @@ SYMBOL = "EURUSD"
 LOTS = "0.10"
 MAX_RPS = 50
 WINDOW_S = 1.0
-THROTTLE_SPAN_S = 1.1  # the client's window plus its safety margin (connection/ratelimit.py)
 FILLED = 3
 
 
@@ -100,12 +100,20 @@ def analyse(
         per_conn = [sum(1 for _, c in sent if c == conn) for conn in copier_conns]
         bound = exact_bound_s(per_conn)
         last = times[-1] - at
+        # the first window's burst: the last of the copies that may go at once, on the
+        # busiest connection; every later window's copies follow it by whole spans
+        burst = max(
+            sorted(t for t, c in sent if c == conn)[min(n, MAX_RPS) - 1] - at
+            for conn, n in zip(copier_conns, per_conn, strict=True)
+            if n
+        )
         trades_out.append(
             {
                 "kind": "close" if key[1] else "open",
                 "copies": len(sent),
                 "first_10_ms": [round((t - at) * 1000, 2) for t in times[:10]],
                 "first_ms": round((times[0] - at) * 1000, 3),
+                "burst_ms": round(burst * 1000, 3),
                 "last_s": round(last, 4),
                 "exact_bound_s": bound,
                 "last_vs_bound": round(last / bound, 4) if bound else None,
@@ -123,6 +131,10 @@ def analyse(
         values = [t[key] for t in trades_out if t.get(key) is not None]
         return round(statistics.median(values), 4) if values else None
 
+    def spread(key: str) -> list[float] | None:
+        values = [t[key] for t in trades_out if t.get(key) is not None]
+        return [min(values), max(values)] if values else None
+
     return {
         "followers": followers,
         "connections": connections,
@@ -130,9 +142,11 @@ def analyse(
         "complete": sum(1 for t in trades_out if t["copies"] == followers),
         "expected": 2 * trades,
         "first_ms_median": median("first_ms"),
+        "burst_ms_median": median("burst_ms"),
         "last_s_median": median("last_s"),
         "exact_bound_s": trades_out[0]["exact_bound_s"] if trades_out else None,
         "last_vs_bound_median": median("last_vs_bound"),
+        "last_vs_bound_range": spread("last_vs_bound"),
         "rate_limit_rejections": rejected,
     }
 

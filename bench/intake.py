@@ -39,7 +39,13 @@ def _trade(volume: int, at_ms: int) -> m.ProtoOATradeData:
     )
 
 
-def _order(order_id: int, position_id: int, status: int, at_ms: int, closing: bool) -> Any:
+def _order(
+    order_id: int,
+    position_id: int,
+    status: m.ProtoOAOrderStatus,
+    at_ms: int,
+    closing: bool,
+) -> Any:
     return m.ProtoOAOrder(
         orderId=order_id,
         tradeData=_trade(1_000_000, at_ms),
@@ -53,7 +59,7 @@ def _order(order_id: int, position_id: int, status: int, at_ms: int, closing: bo
     )
 
 
-def _position(position_id: int, status: int, volume: int, at_ms: int) -> Any:
+def _position(position_id: int, status: m.ProtoOAPositionStatus, volume: int, at_ms: int) -> Any:
     return m.ProtoOAPosition(
         positionId=position_id,
         tradeData=_trade(volume, at_ms),

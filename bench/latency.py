@@ -13,7 +13,8 @@ Per master trade, fanout_ms: master filled -> the last follower filled.
 
 A phase has a ``gap_s`` between trades: 0 is back-to-back trading (sustained throughput:
 the connection's request budget carries over from one trade to the next); a gap longer
-than the throttle's 1.1 s window makes every trade start with an empty budget ("isolated").
+than the throttle's span (1 s window + margin) makes every trade start with an empty
+budget ("isolated").
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bench import world
 from bench.hooks import Fill, FillRecorder
 from bench.stats import summary
 from cmamd.accounts.model import Side
+from cmamd.connection.ratelimit import DEFAULT_MARGIN_S
 from cmamd.item_keys import position_key
 from cmamd.protocol import codec
 from cmamd.replication.executor import CopyReport
@@ -37,7 +39,7 @@ from cmamd.replication.labels import label
 
 SYMBOL = "EURUSD"
 LOTS = "0.10"
-THROTTLE_SPAN_S = 1.1  # cmamd.connection.ratelimit: a 1 s window plus a 0.1 s margin
+THROTTLE_SPAN_S = 1.0 + DEFAULT_MARGIN_S  # cmamd.connection.ratelimit: 1 s window + margin
 
 
 def isolated_gap(followers: int, max_rps: int = 50) -> float:

@@ -61,13 +61,15 @@ def test_lifecycle_datagrams_are_exact(receiver: tuple[socket.socket, str]) -> N
     notifier.ready()
     notifier.watchdog()
     notifier.stopping()
-    assert [sock.recv(4096) for _ in range(6)] == [
+    notifier.extend_timeout(150)
+    assert [sock.recv(4096) for _ in range(7)] == [
         b"READY=1",
         b"STATUS=copying 3 followers",
         b"RELOADING=1\nMONOTONIC_USEC=123456789",
         b"READY=1",
         b"WATCHDOG=1",
         b"STOPPING=1",
+        b"EXTEND_TIMEOUT_USEC=150000000",
     ]
     assert pending(sock) == []
     notifier.close()

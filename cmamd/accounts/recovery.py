@@ -62,6 +62,8 @@ class Recovery:
         self.needs_reauth: str | None = None  # why the account waits for `cmamd auth`
         self._reauth_watch: asyncio.Task[Any] | None = None
         self._refused_refresh: str | None = None  # the pair a new one must differ from
+        self.bringing_up = 0
+        """>0 while the session's start-up chain runs (it authorises on a new link itself)."""
 
     def start(self, reason: str) -> None:
         # One recovery at a time: a token rotation sends several events for one cause.
@@ -106,6 +108,11 @@ class Recovery:
         session.ready.clear()
         session.status = SessionStatus.REAUTHORISING
         self._auth.authorised = False  # a new link: the server knows no account on it yet
+        if self.bringing_up:
+            # The start-up chain authorises and reconciles on this link by itself (its
+            # requests are released after the hooks). Doing it here too sent both twice,
+            # and a hook waiting for an admission place the chain holds stalled every hook.
+            return
         try:
             async with startup_for(connection).admitted():
                 await self._auth.account_auth()

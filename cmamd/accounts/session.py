@@ -149,6 +149,13 @@ class AccountSession:
         self._spawn(self._auth.rotate_when_due(self._may_rotate_tokens, self._recovery.start))
 
     async def _bring_up(self) -> None:
+        self._recovery.bringing_up += 1
+        try:
+            await self._bring_up_admitted()
+        finally:
+            self._recovery.bringing_up -= 1
+
+    async def _bring_up_admitted(self) -> None:
         # Admitted: start-up requests never queue longer than the budget serves them.
         async with startup_for(self.connection).admitted():
             if not self._auth.authorised:

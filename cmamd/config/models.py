@@ -35,6 +35,7 @@ from cmamd.config import crosscheck, operating, placeholders
 from cmamd.config.problems import Loc, LocatedProblems
 from cmamd.config.rules import CopyRule
 from cmamd.config.secrets import LoadContext, anchor_path, check_credential_name, resolve_secret
+from cmamd.connection.ratelimit import DEFAULT_MARGIN_S, MAX_MARGIN_S
 
 DEFAULT_STATE_DIR = Path("/var/lib/cmamd")
 MAX_RPS = 50  # docs/protocol.md §8: 50 non-historical requests per second per connection
@@ -129,6 +130,8 @@ class ApiConfig(Section):
     demo_host: Host = "demo.ctraderapi.com"
     port: Annotated[int, Field(ge=1, le=65535)] = 5035
     max_rps: int = MAX_RPS
+    # added to the server's 1 s rate window: what the path's delay variation needs
+    rate_margin_s: Annotated[float, Field(ge=0, le=MAX_MARGIN_S)] = DEFAULT_MARGIN_S
     connections: Connections = Field(default_factory=Connections)
     tls: bool = True
     ca_file: ConfigPath | None = None

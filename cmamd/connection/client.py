@@ -30,7 +30,13 @@ from cmamd.connection.errors import ConnectionClosedError
 from cmamd.connection.garbage import GarbageMeter
 from cmamd.connection.keepalive import keep_alive
 from cmamd.connection.open_socket import OpenSocket, authenticate_app, decode_frame
-from cmamd.connection.ratelimit import Clock, Priority, RequestThrottle, SystemClock
+from cmamd.connection.ratelimit import (
+    DEFAULT_MARGIN_S,
+    Clock,
+    Priority,
+    RequestThrottle,
+    SystemClock,
+)
 from cmamd.connection.sender import RequestSender, enter_hook_context
 from cmamd.connection.state import (
     CLOSED,
@@ -70,6 +76,7 @@ class OpenApiConnection:
         clock: Clock | None = None,
         session_hook_timeout_s: float = 60.0,
         rate_limit_attempts: int = 3,
+        rate_margin_s: float = DEFAULT_MARGIN_S,
     ) -> None:
         for setting, value in (
             ("request_timeout_s", request_timeout_s),
@@ -92,7 +99,7 @@ class OpenApiConnection:
         self._hook_timeout_s = session_hook_timeout_s
         self._log = structlog.get_logger("cmamd.connection").bind(connection=name)
         self._limited_log = LimitedLog(self._log)  # for what the peer can repeat at will
-        self._throttle = RequestThrottle(max_rps, clock=self._clock)
+        self._throttle = RequestThrottle(max_rps, margin_s=rate_margin_s, clock=self._clock)
         self._state = ConnectionState(self._log)
         self._dispatcher = Dispatcher(self._limited_log)
         self._sender = RequestSender(
@@ -172,6 +179,7 @@ class OpenApiConnection:
             "in_flight": self._dispatcher.in_flight,
             "queued": self._sender.queued,
             "throttled_waits": self._throttle.waits,
+            "rate_margin_ms": round(self._throttle.margin_s * 1000),
         }
 
     # -- subscriptions --------------------------------------------------------------------

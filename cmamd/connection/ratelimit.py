@@ -10,7 +10,21 @@ grants leaves the socket one frame after another, and counting grant times would
 server see the tail of one burst and the head of the next closer together than the log
 says. A granted slot counts as "in the window" until its ``Slot`` is used or released.
 Hence the guarantee, exact on the client's clock: no span of ``window_s + margin_s``
-seconds holds more than ``max_rps`` written frames. The margin absorbs network jitter.
+seconds holds more than ``max_rps`` written frames.
+
+How big the margin must be: the server counts frames when it receives them. Frames on one
+TCP connection arrive in the order they were written, each ``d`` seconds after its write;
+two frames written ``g`` apart arrive ``g + d2 - d1`` apart. So the server can see frames
+closer together than we wrote them only by how much more the earlier one was delayed than
+the later one (delay variation, not delay: a far server with a steady path needs nothing).
+On a healthy path that variation is a few milliseconds (queueing in routers, the server's
+own reading); ``DEFAULT_MARGIN_S`` covers it several times over and costs 2 % of the budget
+(the former 0.1 s cost 9 %). What no margin short of a retransmission timeout (>= 0.2 s)
+covers is a lost packet that releases everything behind it at once; the server then refuses
+the excess with ``retryAfter``, which is safe (a refused request was not executed and is
+sent again) but slow. So a refusal also widens this connection's margin (``widen_margin``:
+doubled, up to ``MAX_MARGIN_S``) for the rest of its life, and an operator whose path is
+known to be jittery sets ``api.rate_margin_s``.
 """
 
 from __future__ import annotations
@@ -27,6 +41,12 @@ from typing import Protocol
 
 OPEN_API_MAX_RPS = 50
 """Spotware's documented ceiling per connection for non-historical requests."""
+
+DEFAULT_MARGIN_S = 0.02
+"""Safety margin added to the server's 1 s window (see the module docstring)."""
+MAX_MARGIN_S = 0.5
+"""The widest margin a refusal widens to, and the widest ``api.rate_margin_s`` accepted."""
+_MIN_WIDENED_MARGIN_S = 0.05
 
 _EPSILON_S = 1e-9
 """Float slack so a grant sleeping exactly until a slot frees is not refused by rounding."""
@@ -92,7 +112,7 @@ class RequestThrottle:
         max_rps: int = OPEN_API_MAX_RPS,
         *,
         window_s: float = 1.0,
-        margin_s: float = 0.1,
+        margin_s: float = DEFAULT_MARGIN_S,
         clock: Clock | None = None,
     ) -> None:
         if max_rps > OPEN_API_MAX_RPS:
@@ -102,9 +122,11 @@ class RequestThrottle:
             )
         if max_rps < 1:
             raise ValueError(f"max_rps={max_rps}: must be at least 1")
-        if window_s <= 0 or margin_s < 0:
-            raise ValueError("window_s must be positive and margin_s not negative")
+        if window_s <= 0 or not 0 <= margin_s <= MAX_MARGIN_S:
+            raise ValueError(f"window_s must be positive and margin_s within 0..{MAX_MARGIN_S} s")
         self.max_rps = max_rps
+        self.window_s = window_s
+        self.margin_s = margin_s
         self.span_s = window_s + margin_s
         self._clock: Clock = clock or SystemClock()
         self._written: deque[float] = deque()
@@ -113,6 +135,7 @@ class RequestThrottle:
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
         self._paused_until = -math.inf
+        self._widened_at = -math.inf
         self._dispatcher: asyncio.Task[None] | None = None
         self._closed: BaseException | None = None
         self.waits = 0
@@ -159,6 +182,22 @@ class RequestThrottle:
 
     def pause_for(self, seconds: float) -> None:
         self.pause_until(self._clock.monotonic() + seconds)
+
+    def widen_margin(self) -> float:
+        """The server refused a request for its rate: its window saw frames closer together
+        than we wrote them, by more than the margin. Double the margin (at least
+        ``_MIN_WIDENED_MARGIN_S``, at most ``MAX_MARGIN_S``) and return it.
+
+        Refusals within one span of the last widening are answers to frames written under
+        the old margin, one event: they do not widen it again."""
+        now = self._clock.monotonic()
+        if now < self._widened_at + self.span_s:
+            return self.margin_s
+        self._widened_at = now
+        widened = max(self.margin_s * 2, _MIN_WIDENED_MARGIN_S)
+        self.margin_s = min(MAX_MARGIN_S, max(self.margin_s, widened))
+        self.span_s = self.window_s + self.margin_s
+        return self.margin_s
 
     def close(self, error: BaseException) -> None:
         """Fail every waiter and later acquisition with ``error``."""

@@ -92,6 +92,7 @@ class RequestSender:
                 code=error.code,
                 pause_s=pause_s,
                 attempt=attempt,
+                margin_s=self._throttle.widen_margin(),
             )
         raise AssertionError("unreachable")
 

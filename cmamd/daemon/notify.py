@@ -106,6 +106,11 @@ class SystemdNotifier:
     def stopping(self) -> None:
         self._send("STOPPING=1")
 
+    def extend_timeout(self, seconds: float) -> None:
+        """Ask systemd for ``seconds`` more before it gives up on the current start/stop
+        (a start-up that makes progress may outlast ``TimeoutStartSec=``)."""
+        self._send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
+
     def status(self, text: str) -> None:
         # A newline would start a new assignment: the status is one line.
         self._send("STATUS=" + " ".join(text.splitlines()))

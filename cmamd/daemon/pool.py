@@ -58,6 +58,7 @@ class ConnectionPool:
                 api.resolved_client_secret.get_secret_value(),
                 name=f"{'live' if live else 'demo'}-{slot[1]}",
                 max_rps=api.max_rps,
+                rate_margin_s=api.rate_margin_s,
                 ssl_context=api.ssl_context(),
                 request_timeout_s=api.request_timeout_s,
                 heartbeat_interval_s=api.heartbeat_interval_s,

@@ -53,9 +53,11 @@ async def wait_until_settled(
     sessions: Callable[[], Iterable[StartingSession]],
     stall_s: float,
     monotonic: Callable[[], float],
+    on_progress: Callable[[], None] | None = None,
 ) -> list[str]:
     """Until every session is ready or failed; returns the names of those still starting.
-    ``monotonic`` is the daemon's clock (the stall is measured on it)."""
+    ``monotonic`` is the daemon's clock (the stall is measured on it); ``on_progress`` is
+    called whenever more accounts have settled (and once at first)."""
     settled = -1
     last_progress = monotonic()
     while True:
@@ -66,6 +68,8 @@ async def wait_until_settled(
         if len(current) - len(pending) != settled:
             settled = len(current) - len(pending)
             last_progress = monotonic()
+            if on_progress is not None:
+                on_progress()
         left_s = last_progress + stall_s - monotonic()
         if left_s <= 0:
             return [s.name for s in pending]

@@ -151,7 +151,14 @@ class Daemon:
         await self.accounts.start(config, config.enabled_accounts)
         self._abort_if_credentials_refused()
         still_starting = await wait_until_settled(
-            lambda: self.sessions.values(), self.timing.account_start_timeout_s, self._monotonic
+            lambda: self.sessions.values(),
+            self.timing.account_start_timeout_s,
+            self._monotonic,
+            # 1 000 accounts on one connection take ~80 s, near systemd's default start
+            # timeout (90 s): while accounts keep coming up, the start is not hung
+            on_progress=lambda: self.notifier.extend_timeout(
+                self.timing.account_start_timeout_s + 30
+            ),
         )
         if still_starting:
             log.warning(

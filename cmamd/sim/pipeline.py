@@ -55,7 +55,8 @@ class FramePipeline:
         self._clock = clock
         self._monotonic = monotonic
 
-    def on_frame(self, session: Session, frame: str | bytes) -> None:
+    def on_frame(self, session: Session, frame: str | bytes, received_at: float) -> None:
+        """Handle one frame read from the socket at ``received_at`` (the rate window's time)."""
         if isinstance(frame, str):
             session.send(common_error("INVALID_REQUEST", "text frames are not accepted here"))
             return
@@ -66,14 +67,16 @@ class FramePipeline:
         try:
             envelope = codec.decode(frame)
         except codec.ProtocolError as problem:
-            self._on_bad_frame(session, frame, str(problem))
+            self._on_bad_frame(session, frame, str(problem), received_at)
             return
-        self._record(session, envelope.payload_type, envelope.client_msg_id, envelope.message)
+        self._record(
+            session, envelope.payload_type, envelope.client_msg_id, envelope.message, received_at
+        )
         if envelope.payload_type == codec.HEARTBEAT_PAYLOAD_TYPE:
             return
         if self._faults.take_lost_request(envelope.payload_type):
             return  # lost on the way in (recorded for tests): never acted on, never answered
-        if not self._admit(session, envelope.payload_type, envelope.client_msg_id):
+        if not self._admit(session, envelope.payload_type, envelope.client_msg_id, received_at):
             return
         maintenance_end = self._maintenance_end()
         if maintenance_end is not None and not session.app_authenticated:
@@ -85,7 +88,9 @@ class FramePipeline:
         exchange = self._handlers.handle(session, envelope.message)
         self._deliver(exchange, envelope.payload_type, envelope.client_msg_id)
 
-    def _on_bad_frame(self, session: Session, frame: bytes, reason: str) -> None:
+    def _on_bad_frame(
+        self, session: Session, frame: bytes, reason: str, received_at: float
+    ) -> None:
         envelope = common_pb2.ProtoMessage()
         try:
             envelope.ParseFromString(frame)
@@ -104,19 +109,24 @@ class FramePipeline:
             message = cls()
             with contextlib.suppress(DecodeError):
                 message.ParseFromString(envelope.payload)
-        self._record(session, envelope.payloadType, client_msg_id, message)
-        if not self._admit(session, envelope.payloadType, client_msg_id):
+        self._record(session, envelope.payloadType, client_msg_id, message, received_at)
+        if not self._admit(session, envelope.payloadType, client_msg_id, received_at):
             return
         code = "UNSUPPORTED_MESSAGE" if cls is None else "INVALID_REQUEST"
         session.send(common_error(code, reason), client_msg_id)
 
     def _record(
-        self, session: Session, payload_type: int, client_msg_id: str | None, message: Message
+        self,
+        session: Session,
+        payload_type: int,
+        client_msg_id: str | None,
+        message: Message,
+        received_at: float,
     ) -> None:
         self.record.append(
             RecordedRequest(
                 conn_id=session.conn_id,
-                at=self._monotonic(),
+                at=received_at,
                 payload_type=payload_type,
                 name=type(message).__name__,
                 client_msg_id=client_msg_id,
@@ -124,10 +134,12 @@ class FramePipeline:
             )
         )
 
-    def _admit(self, session: Session, payload_type: int, client_msg_id: str | None) -> bool:
-        """Rate limits: at most ``max_rps`` admitted requests in any rolling second, of which
-        at most ``max_historical_rps`` historical ones (docs/protocol.md §8)."""
-        now = self._monotonic()
+    def _admit(
+        self, session: Session, payload_type: int, client_msg_id: str | None, now: float
+    ) -> bool:
+        """Rate limits: at most ``max_rps`` admitted requests in any rolling second of
+        receipt times, of which at most ``max_historical_rps`` historical ones
+        (docs/protocol.md §8)."""
         historical = payload_type in HISTORICAL_PAYLOAD_TYPES
         windows = [(session.admitted, self._config.max_rps)]
         if historical:

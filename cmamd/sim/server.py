@@ -31,6 +31,7 @@ from cmamd.sim.market import Market, PriceChange
 from cmamd.sim.oauth import OAuthSettings, OAuthStandIn
 from cmamd.sim.pipeline import FramePipeline
 from cmamd.sim.protos import spot_event
+from cmamd.sim.receipt import ReceiptStampedConnection, stamped_connection_class
 from cmamd.sim.session import ConnectionInfo, FrameEvent, FrameListener, RecordedRequest, Session
 from cmamd.sim.token_store import TokenStore
 
@@ -109,6 +110,7 @@ class SimServer(ManualTrading):
             # Liveness is the Open API heartbeat's job: no WebSocket pings to lean on.
             ping_interval=None,
             compression=None,
+            create_connection=stamped_connection_class(self._monotonic),
         )
         self.port = next(iter(self._ws.sockets)).getsockname()[1]
         scheme = "wss" if ssl_context is not None else "ws"
@@ -364,10 +366,16 @@ class SimServer(ManualTrading):
             async for frame in connection:
                 if session.closing:  # decided to close: what arrives now is not acted on
                     break
+                received_at = _received_at(connection, self._monotonic)
                 session.last_received = self._monotonic()
                 if self._frame_listeners and isinstance(frame, bytes):
+                    # handled now: the hook's times stay those of the frames the simulator
+                    # writes (stamped once written), so latencies between them stay fair
                     self._frame_event("in", info.conn_id, frame)
-                self._pipeline.on_frame(session, frame)
+                self._pipeline.on_frame(session, frame, received_at)
+                # Let the loop read the socket before the next queued frame is handled, so
+                # that what arrives meanwhile is stamped when it arrives (receipt.py).
+                await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         finally:
@@ -436,3 +444,9 @@ class SimServer(ManualTrading):
                 next_walk = self._monotonic() + self.config.price_walk_interval_s
                 if self.config.price_walk and not self._prices_paused:
                     self._publish(self.market.walk())
+
+
+def _received_at(connection: ServerConnection, monotonic: Callable[[], float]) -> float:
+    if isinstance(connection, ReceiptStampedConnection):
+        return connection.take_received_at()
+    return monotonic()

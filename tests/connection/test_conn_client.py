@@ -19,6 +19,7 @@ from cmamd.connection import (
     OpenApiConnection,
     Priority,
 )
+from cmamd.connection.ratelimit import DEFAULT_MARGIN_S
 from cmamd.protocol.codec import Envelope
 from cmamd.protocol.errors import OpenApiError, OrderError, OutcomeUnknown, RateLimited
 from cmamd.protocol.proto import messages_pb2 as pb
@@ -246,6 +247,8 @@ async def test_rate_limited_request_is_resent_after_retry_after(
     assert second.at - first.at >= 1.0
     assert first.envelope.client_msg_id != second.envelope.client_msg_id
     assert conn.stats["rate_limited"] == 1
+    # the server saw our frames closer than the margin allows for: the margin widens
+    assert conn.stats["rate_margin_ms"] > DEFAULT_MARGIN_S * 1000
 
 
 async def test_rate_limit_resends_are_bounded(fake_server: FakeOpenApi, make_conn: Factory) -> None:

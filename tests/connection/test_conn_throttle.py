@@ -7,7 +7,12 @@ import random
 
 import pytest
 
-from cmamd.connection.ratelimit import Priority, RequestThrottle
+from cmamd.connection.ratelimit import (
+    DEFAULT_MARGIN_S,
+    MAX_MARGIN_S,
+    Priority,
+    RequestThrottle,
+)
 
 from .conn_fakes import VirtualClock
 
@@ -203,3 +208,27 @@ async def test_close_fails_waiters_and_later_acquisitions(virtual_clock: Virtual
         await waiting
     with pytest.raises(RuntimeError, match="gone"):
         await throttle.acquire()
+
+
+async def test_the_margin_is_what_the_path_needs_and_a_refusal_widens_it(
+    virtual_clock: VirtualClock,
+) -> None:
+    throttle = RequestThrottle(1, clock=virtual_clock)
+    assert throttle.span_s == pytest.approx(1.0 + DEFAULT_MARGIN_S)
+    assert DEFAULT_MARGIN_S <= 0.025  # a 0.1 s margin spent 9 % of the budget
+    first = throttle.widen_margin()
+    assert first > DEFAULT_MARGIN_S
+    # more refusals of the same burst (within a span): one event, widened once
+    assert throttle.widen_margin() == first
+    widened = [first]
+    for _ in range(6):
+        await virtual_clock.sleep(throttle.span_s)
+        widened.append(throttle.widen_margin())
+    assert widened == sorted(widened) and widened[1] == 2 * first
+    assert widened[-1] == MAX_MARGIN_S  # doubling stops at the cap
+    start = virtual_clock.now
+    await send(throttle)
+    await send(throttle)  # waits the widened span
+    assert virtual_clock.now == pytest.approx(start + 1.0 + MAX_MARGIN_S)
+    with pytest.raises(ValueError, match="margin_s"):
+        RequestThrottle(50, margin_s=MAX_MARGIN_S + 0.01)

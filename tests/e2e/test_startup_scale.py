@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,31 @@ async def test_many_accounts_on_one_connection_all_become_ready(tmp_path: Path) 
             lists = [r for r in sim.record if r.name == "ProtoOASymbolsListReq"]
             assert len(lists) == 1, "the symbol list is the broker's, fetched once"
             assert sim.rate_limit_rejections == 0
+        finally:
+            daemon.request_stop()
+            assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_each_account_is_authorised_and_reconciled_once_at_start_up(
+    tmp_path: Path,
+) -> None:
+    # The sessions start while the first link is still coming up, so the connection's
+    # re-authorisation hooks run for them too. Each did the start-up chain's work a second
+    # time: two account auths and two reconciles per account, 50 % more start-up requests.
+    async with SimServer(_sim_config(ACCOUNTS)) as sim:
+        config = _config(sim, tmp_path)
+        config["api"]["request_timeout_s"] = 10.0  # no timeout: only the duplicates count
+        daemon = open_daemon(
+            write_yaml(tmp_path / "c.yaml", config), environ={}, notifier=SystemdNotifier(env={})
+        )
+        task = asyncio.create_task(daemon.run())
+        try:
+            async with asyncio.timeout(60):
+                await daemon.started.wait()
+            assert all(s.ready.is_set() for s in daemon.sessions.values())
+            sent = Counter(r.name for r in sim.record)
+            assert sent["ProtoOAAccountAuthReq"] == ACCOUNTS
+            assert sent["ProtoOAReconcileReq"] == ACCOUNTS
         finally:
             daemon.request_stop()
             assert await asyncio.wait_for(task, 30) == 0

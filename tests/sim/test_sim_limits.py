@@ -6,6 +6,7 @@ import asyncio
 
 from cmamd.protocol.proto import common_pb2, messages_pb2
 from cmamd.sim import SimConfig, SimServer
+from cmamd.sim.session import FrameEvent
 
 from .simkit import Connect, authorised_client
 
@@ -38,6 +39,36 @@ async def test_the_51st_request_in_a_second_is_refused_and_not_processed(
         conn_id = sim.connections[0].conn_id
         assert sim.max_requests_in_any_window(conn_id) == 51
         assert len([r for r in sim.record if r.name == "ProtoHeartbeatEvent"]) == 5
+
+
+async def test_the_rate_window_counts_requests_when_received_not_when_handled(
+    open_client: Connect,
+) -> None:
+    # The simulator handles a burst one request after the other; stamped when handled, a
+    # slow handler packed requests received over a second apart into one window.
+    now = [100.0]
+    slow_handling = [False]
+
+    def handle_slowly(event: FrameEvent) -> None:
+        if event.direction == "in" and slow_handling[0]:
+            now[0] += 0.6
+
+    async with SimServer(SimConfig.default(max_rps=2), monotonic=lambda: now[0]) as sim:
+        sim.add_frame_listener(handle_slowly)
+        client = await authorised_client(open_client, sim)  # request 1 at 100.0
+        now[0] = 102.0
+        slow_handling[0] = True
+        await client.send(m.ProtoOAVersionReq(), "a")  # received at 102.0, handled at 102.6
+        await client.send(m.ProtoOAVersionReq(), "b")  # received by 102.6, handled at 103.2
+        replies = [await client.recv() for _ in range(2)]
+        slow_handling[0] = False
+        now[0] = 103.05  # over a second after both were received
+        replies.append(await client.request(m.ProtoOAVersionReq(), "c"))
+        assert [r.client_msg_id for r in replies] == ["a", "b", "c"]
+        assert all(isinstance(r.message, m.ProtoOAVersionRes) for r in replies), replies
+        assert sim.rate_limit_rejections == 0
+        received = [r.at for r in sim.record if r.name == "ProtoOAVersionReq"]
+        assert received[0] == 102.0 and received[1] <= 102.6 and received[2] == 103.05
 
 
 async def test_silent_connection_is_closed_after_the_idle_timeout(open_client: Connect) -> None:

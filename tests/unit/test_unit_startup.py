@@ -191,6 +191,29 @@ async def test_the_start_up_wait_ends_when_every_account_is_ready_or_failed() ->
     assert status_suffix(not_ready(by_name, by_name)) == "not ready: c (failed)"
 
 
+async def test_the_start_up_wait_reports_each_progress_so_systemd_keeps_waiting() -> None:
+    sessions = [_Session("a"), _Session("b"), _Session("c")]
+    progress: list[int] = []
+
+    async def later() -> None:
+        for session in sessions[:2]:
+            await asyncio.sleep(0.05)
+            session.ready.set()
+        await asyncio.sleep(0.05)
+        sessions[2].status = SessionStatus.FAILED
+
+    helper = asyncio.create_task(later())
+    left = await wait_until_settled(
+        lambda: sessions,
+        5,
+        time.monotonic,
+        on_progress=lambda: progress.append(sum(s.ready.is_set() for s in sessions)),
+    )
+    await helper
+    assert left == []
+    assert progress == [0, 1, 2]  # at first, then each time one more came up
+
+
 async def test_the_start_up_wait_gives_up_only_when_no_account_progresses() -> None:
     sessions = [_Session("a"), _Session("b")]
     started = time.monotonic()
