@@ -4,12 +4,13 @@ pair is tried (8.5), symbol reloads coalesce and a rejection keeps the broker's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.protobuf.message import Message
+from polling import wait_until
 from structlog.testing import capture_logs
 
 from cmamd.accounts.session import AccountSession
@@ -36,14 +37,6 @@ class WrongReplies(FakeConnection):
             self.sent.append(message)
             return pb.ProtoOAVersionRes(version="not what you asked for")
         return await super().request(message, **kw)
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached in {timeout} s: {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -94,7 +87,7 @@ async def test_a_reply_of_the_wrong_type_at_start_is_retried_and_named(
         await session.start()
         assert session.status != SessionStatus.FAILED
         assert session.error is not None and "ProtoOAVersionRes" in session.error
-        await until(session.ready.is_set, "ready after the retry")
+        await wait_until(session.ready.is_set, 5.0, 0.005, what="ready after the retry")
     assert session.status == SessionStatus.READY and session.error is None
     assert conn.count(request_name) == 2
     (line,) = [e for e in logs if e["log_level"] == "error"]
@@ -110,8 +103,8 @@ async def test_an_unexpected_exception_in_recovery_is_logged_and_retried(
     conn.fail("ProtoOAAccountAuthReq", KeyError("something nobody expected"))
     with capture_logs() as logs:
         conn.feed(pb.ProtoOAAccountDisconnectEvent(ctidTraderAccountId=ACCOUNT))
-        await until(lambda: conn.count("ProtoOAAccountAuthReq") == 3, "retried", 5)
-        await until(session.ready.is_set, "ready again")
+        await wait_until(lambda: conn.count("ProtoOAAccountAuthReq") == 3, 5, 0.005, what="retried")
+        await wait_until(session.ready.is_set, 5.0, 0.005, what="ready again")
     errors = [e for e in logs if e["log_level"] == "error"]
     assert errors and "KeyError" in errors[0]["error"], logs
     assert session.status == SessionStatus.READY
@@ -163,8 +156,12 @@ async def test_the_config_pair_is_tried_once_only(
     # a retry (SIGHUP) with the same config does not try the same refused pair again
     tokens.seed(ACCOUNT, "also-wrong", "also-wrong-refresh")
     assert session.retry_if_failed()
-    await until(lambda: conn.count("ProtoOAAccountAuthReq") > auths, "retried")
-    await until(lambda: session.status == SessionStatus.NEEDS_REAUTH, "refused again")
+    await wait_until(
+        lambda: conn.count("ProtoOAAccountAuthReq") > auths, 5.0, 0.005, what="retried"
+    )
+    await wait_until(
+        lambda: session.status == SessionStatus.NEEDS_REAUTH, 5.0, 0.005, what="refused again"
+    )
     await asyncio.sleep(0.05)
     assert conn.count("ProtoOAAccountAuthReq") == auths + 1, "one attempt, stored pair only"
 
@@ -180,7 +177,9 @@ async def test_a_burst_of_symbol_changed_events_costs_one_reload_at_a_time(
         conn.feed(pb.ProtoOASymbolChangedEvent(ctidTraderAccountId=ACCOUNT, symbolId=[1 + i % 6]))
     await asyncio.sleep(0.05)
     gate.set()
-    await until(lambda: not session._tasks or len(session._tasks) <= 2, "reloads done")
+    await wait_until(
+        lambda: not session._tasks or len(session._tasks) <= 2, 5.0, 0.005, what="reloads done"
+    )
     await asyncio.sleep(0.05)
     assert conn.count("ProtoOASymbolByIdReq") - before <= 2
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from polling import wait_until
 
 from cmamd.accounts.catalogue import BrokerLists
 from cmamd.accounts.session import AccountSession
@@ -25,14 +26,6 @@ from cmamd.protocol.proto import messages_pb2 as pb
 from cmamd.state.store import StateStore
 
 from .session_fakes import ACCOUNT, OTHER_ACCOUNT, FakeConnection
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout} s: {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -92,7 +85,7 @@ async def test_admission_holds_back_accounts_beyond_the_capacity() -> None:
             inside -= 1
 
     tasks = [asyncio.create_task(bring_up()) for _ in range(5)]
-    await until(lambda: inside == 2, "two admitted")
+    await wait_until(lambda: inside == 2, 3.0, 0.005, what="two admitted")
     await asyncio.sleep(0.01)
     assert inside == 2
     release.set()
@@ -144,7 +137,7 @@ async def test_a_query_not_sent_is_retried_without_authorising_again(
     conn.fail("ProtoOAReconcileReq", SendTimeout("not sent within 0.4 s"))
     session = make_session()
     await session.start()
-    await until(session.ready.is_set, "ready after the retry")
+    await wait_until(session.ready.is_set, 3.0, 0.005, what="ready after the retry")
     assert conn.count("ProtoOAAccountAuthReq") == 1, "the authorisation was never lost"
     assert conn.count("ProtoOAReconcileReq") == 2
 
@@ -155,7 +148,7 @@ async def test_a_lost_authorisation_is_authorised_again(
     conn.fail("ProtoOAReconcileReq", OpenApiError("ACCOUNT_NOT_AUTHORIZED"))
     session = make_session()
     await session.start()
-    await until(session.ready.is_set, "ready after the retry")
+    await wait_until(session.ready.is_set, 3.0, 0.005, what="ready after the retry")
     assert conn.count("ProtoOAAccountAuthReq") == 2
 
 
@@ -259,6 +252,9 @@ async def test_periodic_pnl_refreshes_are_admitted_like_start_up_work(
     await asyncio.sleep(0.1)  # both loops are due several times over
     assert conn.count("ProtoOAGetPositionUnrealizedPnLReq") == before + 1, "one at a time"
     gate.set()
-    await until(
-        lambda: conn.count("ProtoOAGetPositionUnrealizedPnLReq") >= before + 3, "refreshes go on"
+    await wait_until(
+        lambda: conn.count("ProtoOAGetPositionUnrealizedPnLReq") >= before + 3,
+        3.0,
+        0.005,
+        what="refreshes go on",
     )
