@@ -149,15 +149,21 @@ async def test_a_failing_store_write_is_reported_and_the_copy_made_once_it_works
     await eventually(lambda: "STATE STORE FAULT" not in started.status_line(), 10, "cleared")
 
 
-async def test_a_wrong_bootstrap_pair_is_fixed_by_the_config_and_a_restart(
-    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, tmp_path: Path
-) -> None:
-    config = make_config(ACCOUNTS, RULES)
+def with_wrong_bootstrap_pair(config: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write ``config`` with a typo in follower-hedged's token pair; return (good, bad)."""
     good = yaml.safe_load(config.read_text())
     bad = yaml.safe_load(config.read_text())
     bad["accounts"][1]["access_token"] = "typo-access-token"
     bad["accounts"][1]["refresh_token"] = "typo-refresh-token"
     write_yaml(config, bad)
+    return good, bad
+
+
+async def test_a_wrong_bootstrap_pair_is_fixed_by_the_config_and_a_restart(
+    sim: SimServer, ids: dict[str, int], make_config: Any, daemons: Any, tmp_path: Path
+) -> None:
+    config = make_config(ACCOUNTS, RULES)
+    good, bad = with_wrong_bootstrap_pair(config)
     first = daemons(config)
     started = await first.start()
     session = started.sessions["follower-hedged"]
@@ -181,11 +187,7 @@ async def test_a_wrong_bootstrap_pair_fixed_before_a_restart(
     sim: SimServer, make_config: Any, daemons: Any
 ) -> None:
     config = make_config(ACCOUNTS, RULES)
-    good = yaml.safe_load(config.read_text())
-    bad = yaml.safe_load(config.read_text())
-    bad["accounts"][1]["access_token"] = "typo-access-token"
-    bad["accounts"][1]["refresh_token"] = "typo-refresh-token"
-    write_yaml(config, bad)
+    good, _ = with_wrong_bootstrap_pair(config)
     first = daemons(config)
     session = (await first.start()).sessions["follower-hedged"]
     # a refused token pair waits for `cmamd auth` (or a fixed config), visibly
