@@ -32,6 +32,7 @@ from cmamd.replication.journal_payload import payload_of
 from cmamd.replication.link_cache import LinkCache, holds_item
 from cmamd.replication.links import Link, LinkStatus
 from cmamd.replication.outcomes import NextStep, Outcome, next_step, opens, settled_link
+from cmamd.replication.plan_notes import log_notes
 from cmamd.replication.planner import plan_key
 from cmamd.replication.queue import ReplicationQueue, WorkKey
 from cmamd.replication.reports import CopyReport, Stats, report, sent_copy
@@ -261,13 +262,13 @@ class Replicator:
             if from_settled and plan.link is not None:
                 self._links.unsettle(route_id, key)  # decided anew (e.g. copies adopted)
             if not plan.intents:
-                _log_notes(route, plan)
+                log_notes(route, plan)
                 if plan.link is not None and plan.link != link:
                     self._links.save(route_id, plan.link)
                 self._links.forget_if_done(route_id, key, plan.link or link, master.state)
                 return
             carry_on = await self._execute(route, plan, since)
-            _log_notes(route, plan)  # once the orders are out: never on the copy path
+            log_notes(route, plan)  # once the orders are out: never on the copy path
             if not carry_on or self.queue.is_pending(work):
                 return  # queued again (the follower's event came): planned after done
             since = time.monotonic()
@@ -354,21 +355,3 @@ class Replicator:
 
     def _now_ms(self) -> int:
         return int(self._wall_clock() * 1000)
-
-
-QUIET_NOTES = frozenset({"copy planned"})
-"""Notes the copy's own outcome line ("copy done", with action, volume and lots) repeats:
-logged at debug, so that a copy costs one info line, not two."""
-
-
-def _log_notes(route: CopyRoute, plan: KeyPlan) -> None:
-    for note in plan.notes:
-        log_method = log.debug if note.event in QUIET_NOTES else log.info
-        log_method(
-            note.event,  # a fixed name chosen by the planner (intents.PlanNote)
-            reason=note.reason,
-            rule=route.target.rule,
-            follower=route.follower,
-            master_item=plan.key,
-            **note.fields,
-        )

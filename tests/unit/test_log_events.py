@@ -16,7 +16,7 @@ WRAPPERS = frozenset(
     {
         "cmamd/log_limits.py",
         # logs the planner's PlanNote events: literals at each plan.note(...) call
-        "cmamd/replication/executor.py",
+        "cmamd/replication/plan_notes.py",
     }
 )
 
